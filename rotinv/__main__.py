@@ -1,0 +1,3 @@
+from rotinv.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,227 @@
+"""Checkpoints: a plain state_dict in NAME.pt and its metadata in NAME.json beside it.
+
+Loading treats a checkpoint as data, never as code: torch.load(weights_only=True)
+refuses anything but tensors and plain containers, and the result is then checked
+against the architecture (keys, shapes, finite values) before any model sees it.
+Saving is atomic (temporary file, fsync, rename), so a crash mid-save leaves the
+previous checkpoint whole.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Mapping
+
+import torch
+from torch import nn
+
+from rotinv.models import ARCHITECTURES, build_model
+
+# A LeNet-5 checkpoint is about 3 MB; anything far bigger is not one of ours.
+MAX_CHECKPOINT_BYTES = 20 * 1024 * 1024
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used. The message is one sentence for a person."""
+
+
+# --- saving -----------------------------------------------------------------------------
+
+
+def _fsync_directory(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return  # not supported on every platform; the rename is still atomic
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_temporary(path: Path, payload: bytes) -> Path:
+    handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as file:
+            file.write(payload)
+            file.flush()
+            os.fsync(file.fileno())
+    except BaseException:
+        os.unlink(name)
+        raise
+    return Path(name)
+
+
+def atomic_write_bytes(path: str | os.PathLike, payload: bytes) -> None:
+    """Replace `path` with `payload` so that readers see the old file or the new, never half."""
+    path = Path(path)
+    temporary = _write_temporary(path, payload)
+    os.replace(temporary, path)
+    _fsync_directory(path.parent)
+
+
+def state_dict_bytes(model: nn.Module) -> bytes:
+    buffer = io.BytesIO()
+    torch.save({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, buffer)
+    return buffer.getvalue()
+
+
+def save_checkpoint(model: nn.Module, path: str | os.PathLike, metadata: Mapping) -> None:
+    """Write PATH (.pt, the state_dict) and PATH with .json (metadata), both atomically.
+
+    Both files are written to temporary names and synced first, then renamed one after
+    the other, so an interrupted save leaves the previous pair in place.
+    """
+    path = Path(path)
+    if path.suffix != ".pt":
+        raise ValueError(f"A checkpoint file name must end in .pt, got {path.name!r}.")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    weights = _write_temporary(path, state_dict_bytes(model))
+    try:
+        meta = _write_temporary(
+            metadata_path(path), (json.dumps(dict(metadata), indent=2, sort_keys=False) + "\n").encode()
+        )
+    except BaseException:
+        os.unlink(weights)
+        raise
+    os.replace(weights, path)
+    os.replace(meta, metadata_path(path))
+    _fsync_directory(path.parent)
+
+
+def metadata_path(checkpoint: str | os.PathLike) -> Path:
+    return Path(checkpoint).with_suffix(".json")
+
+
+# --- loading ----------------------------------------------------------------------------
+
+
+def read_state_dict(payload: bytes) -> dict[str, torch.Tensor]:
+    """Bytes of a .pt file to a state_dict of tensors, refusing anything that is not data."""
+    if len(payload) > MAX_CHECKPOINT_BYTES:
+        raise CheckpointError(
+            f"The file is {len(payload) / 2**20:.1f} MB, more than a checkpoint of these models can be "
+            f"({MAX_CHECKPOINT_BYTES // 2**20} MB)."
+        )
+    if len(payload) == 0:
+        raise CheckpointError("The file is empty; it is not a PyTorch checkpoint.")
+    try:
+        loaded = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
+    except Exception as error:
+        if "weights_only" in str(error) or "Unsupported global" in str(error):
+            raise CheckpointError(
+                "The file contains Python objects, not just weights, and was refused for safety; "
+                "save the model's state_dict() instead."
+            ) from None
+        raise CheckpointError(
+            "The file is not a readable PyTorch checkpoint (it may be truncated or not a .pt file)."
+        ) from None
+    if isinstance(loaded, Mapping) and "state_dict" in loaded and isinstance(loaded["state_dict"], Mapping):
+        loaded = loaded["state_dict"]  # a common wrapper; accept it
+    if not isinstance(loaded, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in loaded.items()
+    ):
+        raise CheckpointError("The file holds something other than a state_dict of named tensors.")
+    return dict(loaded)
+
+
+def infer_architecture(state_dict: Mapping[str, torch.Tensor]) -> str:
+    """The architecture whose parameter names match the state_dict's."""
+    build_model("lenet5")  # makes sure every architecture has registered itself
+    for arch in ARCHITECTURES:
+        if set(build_model(arch).state_dict()) == set(state_dict):
+            return arch
+    raise CheckpointError(
+        f"The weights do not belong to any known architecture ({', '.join(sorted(ARCHITECTURES))})."
+    )
+
+
+def model_from_state_dict(state_dict: Mapping[str, torch.Tensor], arch: str | None = None) -> nn.Module:
+    """A model of `arch` (inferred when None) with these weights, after checking them."""
+    if arch is None:
+        arch = infer_architecture(state_dict)
+    try:
+        model = build_model(arch)
+    except ValueError as error:
+        raise CheckpointError(str(error)) from None
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(expected))
+    if missing or unexpected:
+        detail = f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}"
+        raise CheckpointError(f"The weights do not fit the {arch} architecture ({detail}).")
+    for name, tensor in expected.items():
+        given = state_dict[name]
+        if tuple(given.shape) != tuple(tensor.shape):
+            raise CheckpointError(
+                f"The weights do not fit the {arch} architecture: {name} has shape "
+                f"{tuple(given.shape)}, expected {tuple(tensor.shape)}."
+            )
+        if not given.is_floating_point():
+            raise CheckpointError(f"The weights hold non-float values in {name}.")
+        if not torch.isfinite(given).all():
+            raise CheckpointError(f"The weights contain NaN or infinite values (in {name}).")
+    model.load_state_dict({k: v.to(expected[k].dtype) for k, v in state_dict.items()})
+    model.eval()
+    return model
+
+
+def load_checkpoint_bytes(payload: bytes, arch: str | None = None) -> nn.Module:
+    """A model from the bytes of an uploaded .pt file. Raises CheckpointError."""
+    return model_from_state_dict(read_state_dict(payload), arch)
+
+
+def read_metadata(path: str | os.PathLike) -> dict:
+    """The JSON metadata beside a checkpoint, or {} when there is none or it is unreadable."""
+    try:
+        meta = json.loads(metadata_path(path).read_text())
+    except (OSError, ValueError):
+        return {}
+    return meta if isinstance(meta, dict) else {}
+
+
+def load_checkpoint(path: str | os.PathLike) -> tuple[nn.Module, dict]:
+    """(model, metadata) from NAME.pt and NAME.json. Raises CheckpointError."""
+    path = Path(path)
+    if path.suffix != ".pt":
+        raise CheckpointError(f"{path.name} is not a .pt checkpoint file.")
+    if not path.is_file():
+        raise CheckpointError(f"There is no checkpoint file at {path}.")
+    if path.stat().st_size > MAX_CHECKPOINT_BYTES:
+        raise CheckpointError(
+            f"{path.name} is larger than any checkpoint of these models can be "
+            f"({MAX_CHECKPOINT_BYTES // 2**20} MB)."
+        )
+    try:
+        payload = path.read_bytes()
+    except OSError as error:
+        raise CheckpointError(f"{path} could not be read ({error.strerror}).") from None
+    metadata = read_metadata(path)
+    arch = metadata.get("architecture")
+    arch = arch if isinstance(arch, str) and arch in _known_architectures() else None
+    return load_checkpoint_bytes(payload, arch), metadata
+
+
+def _known_architectures() -> set[str]:
+    build_model("lenet5")
+    return set(ARCHITECTURES)
+
+
+def weights_fingerprint(model: nn.Module) -> str:
+    """A content hash of the weights: equal weights, equal fingerprint, whatever the name.
+
+    Caches key sweep results by this, so two different models called "my model" never
+    share a result, and the same weights loaded twice do.
+    """
+    import hashlib
+
+    digest = hashlib.sha256()
+    digest.update(type(model).__name__.encode())
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
