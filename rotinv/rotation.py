@@ -52,7 +52,12 @@ def rotate_tensor(
     turns = quarter_turns(degrees)
     if turns is not None:
         return images if turns == 0 else torch.rot90(images, turns, dims=(-2, -1))
-    return TF.rotate(images, degrees % 360.0, interpolation=INTERPOLATIONS[interpolation])
+    if images.dim() < 2:
+        raise ValueError(f"Images must have at least 2 dimensions (H, W), got shape {tuple(images.shape)}.")
+    # torchvision wants (..., C, H, W); one channel per image covers every leading shape.
+    flat = images.reshape(-1, 1, *images.shape[-2:])
+    turned = TF.rotate(flat, degrees % 360.0, interpolation=INTERPOLATIONS[interpolation])
+    return turned.reshape(images.shape)
 
 
 def rotate_each(
