@@ -1,0 +1,173 @@
+"""How far a layer is from commuting with rotation: the equivariance error.
+
+A layer f is rotation equivariant when rotating its input rotates its output:
+f(rot x) == rot f(x). The error measured here is the relative difference
+
+    || f(rot x) - rot f(x) || / || f(x) ||     (Frobenius norms over the whole batch)
+
+0 for an equivariant layer; for an ordinary conv with learned, unsymmetric filters it is
+of the order of 1, since a turned filter finds different things than the filter.
+
+Feature maps are turned with rotinv.rotation.rotate_tensor, like images: exact rot90 at
+multiples of 90 degrees, bilinear interpolation otherwise. At other angles even a
+perfectly equivariant layer shows an error, from resampling twice and from the corners
+a turn cuts off (and, for a stride or pooling, from the grid not turning with the
+picture); compare such numbers across layers and models, not against zero.
+
+C4 feature maps (rotinv.equivariant) carry four orientations per channel, and a quarter
+turn of the input also moves orientation r to r + k. So for them "rot f(x)" turns the
+maps *and* cycles the orientations (`cycle`). For an angle that is not a multiple of 90
+degrees, the orientations are cycled by the nearest number of quarter turns (45 rounds
+up to 90, 135 up to 180): the best the four orientations can do to follow the turn, so
+the error then measures how far the model is from equivariant to that angle given its
+coarse orientation grid, rather than mixing in an arbitrary mislabelling.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rotinv.equivariant import ORIENTATIONS, cycle_orientations
+from rotinv.rotation import rotate_tensor
+
+Cycle = Callable[[torch.Tensor, int], torch.Tensor]
+
+
+def nearest_quarter_turns(degrees: float) -> int:
+    """The number of counter-clockwise quarter turns (0..3) nearest to `degrees`; ties round up."""
+    return math.floor(float(degrees) / 90.0 + 0.5) % ORIENTATIONS
+
+
+def _as_batch(image: torch.Tensor) -> torch.Tensor:
+    # (H, W), (1, H, W) and (N, 1, H, W) are all accepted: the app holds single digits.
+    if image.dim() == 2:
+        return image[None, None]
+    if image.dim() == 3:
+        return image[None]
+    if image.dim() == 4:
+        return image
+    raise ValueError(f"An image must be (H, W), (1, H, W) or (N, 1, H, W), got shape {tuple(image.shape)}.")
+
+
+def _rotate_features(features: torch.Tensor, degrees: float, cycle: Cycle | None) -> torch.Tensor:
+    """rot f(x): the feature maps turned by `degrees`, orientations cycled when `cycle` is given."""
+    if cycle is not None:
+        features = cycle(features, nearest_quarter_turns(degrees))
+    return rotate_tensor(features, degrees)
+
+
+def _relative_error(rotated_first: torch.Tensor, rotated_after: torch.Tensor, reference: torch.Tensor) -> float:
+    difference = torch.linalg.vector_norm((rotated_first - rotated_after).double())
+    scale = torch.linalg.vector_norm(reference.double())
+    if scale == 0:
+        # All-zero features (e.g. every ReLU off): nothing to compare against.
+        return 0.0 if difference == 0 else math.inf
+    return float(difference / scale)
+
+
+def equivariance_error(
+    layer_fn: Callable[[torch.Tensor], torch.Tensor],
+    image: torch.Tensor,
+    degrees: float,
+    cycle: Cycle | None = None,
+) -> float:
+    """||f(rot x) - rot f(x)|| / ||f(x)|| for f = layer_fn and images in [0, 1].
+
+    `layer_fn` maps a batch (N, 1, H, W) to feature maps (N, C, H', W'); `image` is one
+    image ((H, W) or (1, H, W)) or a batch. `cycle(features, k)` is what a rotation by k
+    quarter turns does to the channels besides turning them -- pass
+    rotinv.equivariant.cycle_orientations for C4 features; None for ordinary maps.
+    Returns 0.0 when f(x) and the difference are both all zero, inf when only f(x) is.
+    """
+    images = _as_batch(image)
+    with torch.no_grad():
+        features = layer_fn(images)
+        rotated_first = layer_fn(rotate_tensor(images, degrees))
+    return _relative_error(rotated_first, _rotate_features(features, degrees, cycle), features)
+
+
+def feature_cycle(model: nn.Module) -> Cycle | None:
+    """How a quarter turn moves the channels of `model`'s conv stages besides turning them.
+
+    Models whose conv stages output C4 maps say so with `feature_orientations = 4`
+    (rotinv.equivariant.C4LeNet); for ordinary models this is None.
+    """
+    return cycle_orientations if getattr(model, "feature_orientations", 1) == ORIENTATIONS else None
+
+
+def conv_features(model: nn.Module, images: torch.Tensor) -> dict[str, torch.Tensor]:
+    """{name: ReLU(output)} of each of `model.conv_layers`, for one forward pass on images in [0, 1].
+
+    The hooks sit on the conv modules, which output convolution plus bias; the ReLU the
+    model applies next is applied here, so the maps are what the next layer sees (before
+    any pooling). LeNet5 and C4LeNet both work this way. The model is used as it is
+    (its train/eval mode untouched: it may be shared, and these models have no layer
+    that behaves differently in training); no gradients are recorded.
+    """
+    captured: dict[str, torch.Tensor] = {}
+    # The app shares one model object between sessions (threads), and a hook fires for
+    # every pass through the module, whoever runs it; a pass runs on its caller's
+    # thread, so keeping only this thread's outputs keeps other passes out.
+    thread = threading.get_ident()
+    handles = []
+    for name in model.conv_layers:
+        def keep(module: nn.Module, inputs: tuple, output: torch.Tensor, name: str = name) -> None:
+            if threading.get_ident() == thread:
+                captured[name] = F.relu(output.detach())
+
+        handles.append(getattr(model, name).register_forward_hook(keep))
+    device = next(model.parameters()).device
+    try:
+        with torch.no_grad():
+            model(images.to(device))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return captured
+
+
+def layer_equivariance_errors(model: nn.Module, image: torch.Tensor, degrees: float) -> dict[str, float]:
+    """The equivariance error of each conv stage (after its ReLU), by name, in order.
+
+    Each stage is measured as the whole network up to it: its error includes what the
+    earlier stages (and pooling) let through. C4 models get their orientations cycled
+    (see feature_cycle). Two forward passes in all.
+    """
+    images = _as_batch(image)
+    plain = conv_features(model, images)
+    turned = conv_features(model, rotate_tensor(images, degrees))
+    cycle = feature_cycle(model)
+    return {
+        name: _relative_error(turned[name], _rotate_features(plain[name], degrees, cycle), plain[name])
+        for name in model.conv_layers
+    }
+
+
+def rotate_then_convolve_vs_convolve_then_rotate(
+    model: nn.Module, image: torch.Tensor, degrees: float, layer: str, channel: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two (H, W) maps of one channel of one conv stage, to show side by side.
+
+    map_a: the image turned first, then the network up to `layer` (after its ReLU).
+    map_b: the network on the upright image, its output turned afterwards (for C4 models
+    with the orientations cycled too, so that channel c * 4 + r of map_b is the one that
+    should land in that slot). They are equal wherever the stage is equivariant.
+    """
+    if layer not in model.conv_layers:
+        raise ValueError(f"Unknown layer {layer!r}; choose one of: {', '.join(model.conv_layers)}.")
+    images = _as_batch(image)
+    if images.shape[0] != 1:
+        raise ValueError(f"Give one image, not a batch of {images.shape[0]}.")
+    plain = conv_features(model, images)[layer]
+    channels = plain.shape[1]
+    if isinstance(channel, bool) or not isinstance(channel, int) or not 0 <= channel < channels:
+        raise ValueError(f"{layer} has channels 0 to {channels - 1}, got {channel!r}.")
+    map_a = conv_features(model, rotate_tensor(images, degrees))[layer][0, channel]
+    map_b = _rotate_features(plain, degrees, feature_cycle(model))[0, channel]
+    return map_a.cpu(), map_b.cpu()

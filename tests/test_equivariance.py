@@ -1,0 +1,180 @@
+"""The equivariance error: zero where the construction promises it, large where it does not."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from rotinv.data import load_mnist
+from rotinv.equivariance import (
+    conv_features,
+    equivariance_error,
+    feature_cycle,
+    layer_equivariance_errors,
+    nearest_quarter_turns,
+    rotate_then_convolve_vs_convolve_then_rotate,
+)
+from rotinv.equivariant import C4LeNet, cycle_orientations
+from rotinv.models import LeNet5
+from tests.realdata import real_data_root
+
+QUARTER_TURNS = (90.0, 180.0, 270.0)
+
+
+def conv_with(kernel: torch.Tensor):
+    return lambda images: F.conv2d(images, kernel, padding=kernel.shape[-1] // 2)
+
+
+def symmetric_kernel(seed: int) -> torch.Tensor:
+    # The average of a random kernel's four turns is its own rot90 (whole numbers, so the
+    # float sums are exact whatever their order).
+    torch.manual_seed(seed)
+    kernel = torch.randint(-8, 9, (3, 1, 5, 5)).float()
+    return sum(torch.rot90(kernel, k, dims=(-2, -1)) for k in range(4)) / 4
+
+
+@pytest.fixture(scope="module")
+def digit() -> torch.Tensor:
+    return load_mnist(False, real_data_root()).images[0]  # (1, 28, 28), a 7
+
+
+@pytest.fixture(scope="module")
+def c4() -> C4LeNet:
+    torch.manual_seed(0)
+    return C4LeNet().eval()
+
+
+@pytest.fixture(scope="module")
+def lenet() -> LeNet5:
+    torch.manual_seed(0)
+    return LeNet5().eval()
+
+
+@pytest.mark.parametrize("degrees", QUARTER_TURNS)
+def test_a_kernel_equal_to_its_own_turn_is_equivariant(degrees):
+    kernel = symmetric_kernel(0)
+    assert torch.equal(torch.rot90(kernel, 1, dims=(-2, -1)), kernel)
+    torch.manual_seed(1)
+    image = torch.rand(1, 28, 28)
+    assert equivariance_error(conv_with(kernel), image, degrees) < 1e-6
+
+
+@pytest.mark.parametrize("degrees", QUARTER_TURNS)
+def test_a_random_kernel_is_not(degrees):
+    torch.manual_seed(2)
+    kernel, image = torch.randn(3, 1, 5, 5), torch.rand(1, 28, 28)
+    assert equivariance_error(conv_with(kernel), image, degrees) > 0.2
+
+
+def test_nothing_turned_means_no_error():
+    torch.manual_seed(3)
+    kernel, image = torch.randn(3, 1, 5, 5), torch.rand(1, 28, 28)
+    for degrees in (0.0, 360.0, -360.0):
+        assert equivariance_error(conv_with(kernel), image, degrees) == 0.0
+
+
+def test_other_angles_include_interpolation_but_still_separate_the_kernels(digit):
+    torch.manual_seed(4)
+    random_error = equivariance_error(conv_with(torch.randn(3, 1, 5, 5)), digit, 45.0)
+    symmetric_error = equivariance_error(conv_with(symmetric_kernel(4)), digit, 45.0)
+    assert 0 < symmetric_error < random_error
+    assert math.isfinite(random_error)
+
+
+def test_images_may_come_alone_or_in_batches():
+    torch.manual_seed(5)
+    kernel, image = torch.randn(2, 1, 5, 5), torch.rand(28, 28)
+    errors = {
+        equivariance_error(conv_with(kernel), image, 90.0),
+        equivariance_error(conv_with(kernel), image[None], 90.0),
+        equivariance_error(conv_with(kernel), image[None, None], 90.0),
+    }
+    assert len(errors) == 1
+    with pytest.raises(ValueError, match="image must be"):
+        equivariance_error(conv_with(kernel), torch.rand(1, 1, 1, 28, 28), 90.0)
+
+
+def test_all_zero_features_have_no_error():
+    image = torch.rand(1, 28, 28)
+    assert equivariance_error(lambda x: torch.zeros_like(x), image, 90.0) == 0.0
+    # Nothing upright but something turned: infinitely far from equivariant.
+    assert equivariance_error(lambda x: x * (x[..., 0, 0] > 5).float(), torch.ones(1, 28, 28), 90.0) == 0.0
+
+
+def test_nearest_quarter_turns():
+    cases = {0: 0, 44: 0, 45: 1, 90: 1, 134: 1, 135: 2, 270: 3, 315: 0, 360: 0, -45: 0, -46: 3, -90: 3}
+    assert {d: nearest_quarter_turns(d) for d in cases} == cases
+
+
+def test_lenet5_is_far_from_equivariant_at_conv1(lenet, digit):
+    errors = layer_equivariance_errors(lenet, digit, 90.0)
+    assert list(errors) == ["conv1", "conv2", "conv3"]
+    assert errors["conv1"] > 0.3
+    assert all(error > 0.1 for error in errors.values())
+
+
+@pytest.mark.parametrize("degrees", QUARTER_TURNS)
+def test_c4_lenet_is_equivariant_at_every_conv_stage(c4, digit, degrees):
+    torch.manual_seed(6)
+    for image in (digit, torch.rand(3, 1, 28, 28)):
+        errors = layer_equivariance_errors(c4, image, degrees)
+        assert list(errors) == list(c4.conv_layers)
+        assert all(error < 1e-5 for error in errors.values()), errors
+
+
+def test_c4_needs_its_orientations_cycled(c4, digit):
+    assert feature_cycle(c4) is cycle_orientations
+    assert feature_cycle(LeNet5()) is None
+    conv1 = lambda images: conv_features(c4, images)["conv1"]  # noqa: E731
+    assert equivariance_error(conv1, digit, 90.0, cycle=cycle_orientations) < 1e-5
+    assert equivariance_error(conv1, digit, 90.0) > 0.1
+
+
+def test_c4_errors_at_other_angles_are_finite_and_below_lenet5s(c4, lenet, digit):
+    c4_errors = layer_equivariance_errors(c4, digit, 45.0)
+    lenet_errors = layer_equivariance_errors(lenet, digit, 45.0)
+    assert all(0 < error < math.inf for error in c4_errors.values())
+    assert c4_errors["conv1"] < lenet_errors["conv1"]
+
+
+def test_measuring_leaves_the_model_as_it_was(lenet, digit):
+    lenet.train()
+    try:
+        layer_equivariance_errors(lenet, digit, 90.0)
+        assert lenet.training
+    finally:
+        lenet.eval()
+    for name in lenet.conv_layers:
+        assert not getattr(lenet, name)._forward_hooks
+
+
+def test_hooked_maps_are_the_stages_after_relu(lenet, digit):
+    maps = conv_features(lenet, digit[None])
+    with torch.no_grad():
+        expected = F.relu(lenet.conv1((digit[None] - 0.1307) / 0.3081))
+    assert torch.allclose(maps["conv1"], expected)
+    assert (maps["conv3"] >= 0).all()
+
+
+@pytest.mark.parametrize("layer, shape", [("conv1", (28, 28)), ("conv2", (14, 14)), ("conv3", (7, 7))])
+def test_side_by_side_maps_agree_for_c4_and_not_for_lenet5(c4, lenet, digit, layer, shape):
+    for channel in (0, 5):
+        map_a, map_b = rotate_then_convolve_vs_convolve_then_rotate(c4, digit, 90.0, layer, channel)
+        assert map_a.shape == map_b.shape == shape
+        assert torch.allclose(map_a, map_b, atol=1e-5)
+    map_a, map_b = rotate_then_convolve_vs_convolve_then_rotate(lenet, digit, 90.0, layer, 0)
+    assert map_a.shape == map_b.shape == shape
+    if layer == "conv1":
+        assert not torch.allclose(map_a, map_b, atol=1e-3)
+
+
+def test_side_by_side_refuses_what_it_cannot_show(lenet, digit):
+    with pytest.raises(ValueError, match="Unknown layer"):
+        rotate_then_convolve_vs_convolve_then_rotate(lenet, digit, 90.0, "fc1", 0)
+    with pytest.raises(ValueError, match="channels 0 to 5"):
+        rotate_then_convolve_vs_convolve_then_rotate(lenet, digit, 90.0, "conv1", 6)
+    with pytest.raises(ValueError, match="channels"):
+        rotate_then_convolve_vs_convolve_then_rotate(lenet, digit, 90.0, "conv1", True)
+    with pytest.raises(ValueError, match="one image"):
+        rotate_then_convolve_vs_convolve_then_rotate(lenet, torch.rand(2, 1, 28, 28), 90.0, "conv1", 0)
