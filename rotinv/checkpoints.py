@@ -9,10 +9,12 @@ previous checkpoint whole.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Mapping
 
@@ -80,10 +82,14 @@ def save_checkpoint(model: nn.Module, path: str | os.PathLike, metadata: Mapping
     if path.suffix != ".pt":
         raise ValueError(f"A checkpoint file name must end in .pt, got {path.name!r}.")
     path.parent.mkdir(parents=True, exist_ok=True)
-    weights = _write_temporary(path, state_dict_bytes(model))
+    payload = state_dict_bytes(model)
+    # The metadata names the exact bytes it describes, so a pair torn by a crash between
+    # the two renames is recognised on load instead of mislabelling the weights.
+    metadata = {**dict(metadata), "weights_sha256": hashlib.sha256(payload).hexdigest()}
+    weights = _write_temporary(path, payload)
     try:
         meta = _write_temporary(
-            metadata_path(path), (json.dumps(dict(metadata), indent=2, sort_keys=False) + "\n").encode()
+            metadata_path(path), (json.dumps(metadata, indent=2, sort_keys=False) + "\n").encode()
         )
     except BaseException:
         os.unlink(weights)
@@ -110,7 +116,9 @@ def read_state_dict(payload: bytes) -> dict[str, torch.Tensor]:
     if len(payload) == 0:
         raise CheckpointError("The file is empty; it is not a PyTorch checkpoint.")
     try:
-        loaded = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # an unusual pickle protocol warns before it is refused
+            warnings.simplefilter("ignore")
+            loaded = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
     except Exception as error:
         if "weights_only" in str(error) or "Unsupported global" in str(error):
             raise CheckpointError(
@@ -201,6 +209,9 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[nn.Module, dict]:
     except OSError as error:
         raise CheckpointError(f"{path} could not be read ({error.strerror}).") from None
     metadata = read_metadata(path)
+    recorded = metadata.get("weights_sha256")
+    if recorded is not None and recorded != hashlib.sha256(payload).hexdigest():
+        metadata = {}  # the sidecar describes other weights (e.g. a save was interrupted)
     arch = metadata.get("architecture")
     arch = arch if isinstance(arch, str) and arch in _known_architectures() else None
     return load_checkpoint_bytes(payload, arch), metadata
@@ -217,8 +228,6 @@ def weights_fingerprint(model: nn.Module) -> str:
     Caches key sweep results by this, so two different models called "my model" never
     share a result, and the same weights loaded twice do.
     """
-    import hashlib
-
     digest = hashlib.sha256()
     digest.update(type(model).__name__.encode())
     for name, tensor in sorted(model.state_dict().items()):

@@ -89,7 +89,6 @@ def command_train(args: argparse.Namespace) -> int:
                          device=args.device)
     train_split = load_mnist(True, args.data_root).subset(args.train_size)
     test_split = load_mnist(False, args.data_root)
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     print(f"Training {args.arch} on {len(train_split):,} images for {args.epochs} epoch(s), "
           f"seed {args.seed}, augmentation {args.augment}.", file=sys.stderr)
     total = -(-len(train_split) // args.batch_size) * args.epochs

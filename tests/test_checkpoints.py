@@ -1,3 +1,4 @@
+import hashlib
 import io
 import json
 
@@ -21,7 +22,8 @@ def test_save_then_load_gives_the_same_model_and_metadata(tmp_path, model):
     path = tmp_path / "nested" / "lenet.pt"
     save_checkpoint(model, path, {"architecture": "lenet5", "seed": 0})
     loaded, metadata = load_checkpoint(path)
-    assert metadata == {"architecture": "lenet5", "seed": 0}
+    assert metadata["architecture"] == "lenet5" and metadata["seed"] == 0
+    assert metadata["weights_sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
     assert json.loads(metadata_path(path).read_text())["seed"] == 0
     x = torch.rand(2, 1, 28, 28)
     assert torch.equal(loaded(x), model(x))
@@ -75,3 +77,15 @@ def _bytes(state):
     buffer = io.BytesIO()
     torch.save(state, buffer)
     return buffer.getvalue()
+
+
+def test_metadata_of_other_weights_is_not_trusted(tmp_path, model):
+    path = tmp_path / "m.pt"
+    save_checkpoint(model, path, {"architecture": "lenet5", "note": "first"})
+    first_metadata = metadata_path(path).read_text()
+    torch.manual_seed(1)
+    save_checkpoint(LeNet5(), path, {"architecture": "lenet5", "note": "second"})
+    metadata_path(path).write_text(first_metadata)  # as if a crash fell between the two renames
+    loaded, metadata = load_checkpoint(path)
+    assert metadata == {}
+    assert isinstance(loaded, LeNet5)
