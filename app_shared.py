@@ -8,8 +8,12 @@ and nowhere else.
 
 from __future__ import annotations
 
+import dataclasses
+import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 import streamlit as st
 from torch import nn
@@ -17,10 +21,16 @@ from torch import nn
 from rotinv.checkpoints import CheckpointError, load_checkpoint, weights_fingerprint
 from rotinv.data import DataUnavailableError, Split, load_mnist, resolve_data_root
 from rotinv.evaluation import AngleResult, evaluate
+from rotinv.rotation import quarter_turns
+from rotinv.training import Progress, TrainConfig
 
+# Where the shipped checkpoints are; ROTINV_MODELS_DIR points elsewhere (tests, deployments).
+MODELS_DIR_ENV = "ROTINV_MODELS_DIR"
 MODELS_DIR = Path(__file__).resolve().parent / "models"
 SESSION_MODELS = "session_models"
-ACTIVE_MODEL = "active_model_key"
+ACTIVE_MODEL = "active_model_key"  # the active model's key; set it freely (it is not a widget's key)
+_ACTIVE_WIDGET = "_sidebar_active_model"  # the sidebar selectbox's own key, kept in step with ACTIVE_MODEL
+TRAINING_RUN = "training_run"
 
 
 @dataclass(frozen=True)
@@ -61,6 +71,12 @@ def data_problem() -> str | None:
 # --- models ---------------------------------------------------------------------------------
 
 
+def models_dir() -> Path:
+    """The folder of shipped checkpoints: $ROTINV_MODELS_DIR, else models/ beside the app."""
+    configured = os.environ.get(MODELS_DIR_ENV, "").strip()
+    return Path(configured).expanduser() if configured else MODELS_DIR
+
+
 @st.cache_resource(show_spinner="Loading model…", max_entries=16)
 def _load_shipped(path: str, modified: float) -> tuple[nn.Module, dict, str]:
     model, metadata = load_checkpoint(path)
@@ -70,11 +86,11 @@ def _load_shipped(path: str, modified: float) -> tuple[nn.Module, dict, str]:
 def shipped_models() -> list[ModelEntry]:
     """Every loadable checkpoint in models/, LeNet-5 first."""
     entries = []
-    for path in sorted(MODELS_DIR.glob("*.pt"), key=lambda p: (p.stem != "lenet5", p.stem)):
+    for path in sorted(models_dir().glob("*.pt"), key=lambda p: (p.stem != "lenet5", p.stem)):
         try:
             model, metadata, fingerprint = _load_shipped(str(path), path.stat().st_mtime)
-        except CheckpointError:
-            continue  # a broken file in models/ must not take the app down
+        except (CheckpointError, OSError):
+            continue  # a broken (or half-copied) file in models/ must not take the app down
         label = metadata.get("label") or _shipped_label(path.stem)
         entries.append(ModelEntry(f"shipped:{path.stem}", label, model, fingerprint, metadata, "shipped"))
     return entries
@@ -115,41 +131,192 @@ def active_model() -> ModelEntry | None:
     return models.get(st.session_state.get(ACTIVE_MODEL), next(iter(models.values())))
 
 
+def display_label(entry: ModelEntry) -> str:
+    """The label with where the model came from, for menus and legends."""
+    return entry.label if entry.source == "shipped" else f"{entry.label} ({entry.source})"
+
+
+def available_architectures() -> list[str]:
+    """The architectures a new model can be trained as (lenet5 first)."""
+    from rotinv.models import ARCHITECTURES, build_model
+
+    build_model("lenet5")  # registers the optional architectures (e.g. lenet5_c4)
+    return sorted(ARCHITECTURES, key=lambda name: (name != "lenet5", name))
+
+
 # --- cached results ----------------------------------------------------------------------------
 
 
-@st.cache_data(show_spinner=False, max_entries=2048)
-def evaluate_cached(fingerprint: str, angle: float, interpolation: str, tta_copies: int,
-                    _model: nn.Module, _split: Split) -> AngleResult:
-    """evaluate() on the test set, cached by the weights' content hash and the settings.
-
-    One entry per angle, so a sweep over a new range reuses the angles already done.
-    """
+@st.cache_data(show_spinner=False, max_entries=4096)
+def _evaluate_canonical(fingerprint: str, angle: float, interpolation: str, tta_copies: int,
+                        _model: nn.Module, _split: Split) -> AngleResult:
     from rotinv.evaluation import RotationPooled
 
     model = _model if tta_copies <= 1 else RotationPooled(_model, tta_copies, interpolation)
     return evaluate(model, _split.images, _split.labels, angle, interpolation)
 
 
-# --- sidebar --------------------------------------------------------------------------------------
+def _interpolation_matters(angle: float, tta_copies: int) -> bool:
+    # Quarter turns are exact pixel permutations (torch.rot90), whatever the interpolation.
+    if quarter_turns(angle) is None:
+        return True
+    return tta_copies > 1 and quarter_turns(360.0 / tta_copies) is None
+
+
+def evaluate_cached(fingerprint: str, angle: float, interpolation: str, tta_copies: int,
+                    _model: nn.Module, _split: Split) -> AngleResult:
+    """evaluate() on the test set, cached by the weights' content hash and the settings.
+
+    One entry per angle, so a sweep over a new range reuses the angles already done.
+    Angles a full turn apart share an entry (360° is 0°), and so do the two
+    interpolations at quarter turns, which are exact either way.
+    """
+    canonical = float(angle) % 360.0
+    if not _interpolation_matters(canonical, tta_copies):
+        interpolation = "bilinear"
+    result = _evaluate_canonical(fingerprint, canonical, interpolation, int(tta_copies), _model, _split)
+    return result if result.angle == float(angle) else dataclasses.replace(result, angle=float(angle))
+
+
+def results_at(entry: ModelEntry, split: Split, angles: Sequence[float],
+               interpolation: str = "bilinear", tta_copies: int = 1) -> list[AngleResult]:
+    """evaluate_cached at each angle, in order."""
+    return [evaluate_cached(entry.fingerprint, angle, interpolation, tta_copies, entry.model, split)
+            for angle in angles]
+
+
+# --- a training run that outlives its script run ------------------------------------------------
+
+
+@dataclass
+class TrainingRun:
+    """A training run of this session, kept in st.session_state while it trains.
+
+    Any click during training (Stop, or any other widget) interrupts the script; the
+    model and its history are then still here, and the next script run registers the
+    model as trained so far (see finish_interrupted_training).
+    """
+
+    config: TrainConfig
+    train_images: int
+    total_steps: int
+    model: nn.Module = field(repr=False)
+    history: list[Progress] = field(default_factory=list)
+    status: str = "running"  # "running", "finished", "stopped", or "cancelled" (stopped before step 1)
+    model_key: str | None = None  # the session model's key once registered
+    started: float = field(default_factory=time.perf_counter)
+    seconds: float = 0.0
+
+    @property
+    def steps_done(self) -> int:
+        return self.history[-1].step if self.history else 0
+
+    def label(self) -> str:
+        arch = "LeNet-5" if self.config.arch == "lenet5" else self.config.arch
+        parts = [arch, f"{self.train_images:,} images",
+                 f"{self.config.epochs} epoch" + ("s" if self.config.epochs != 1 else ""),
+                 f"seed {self.config.seed}"]
+        if self.config.augment == "rotation":
+            parts.insert(1, "rotation augmentation")
+        text = ", ".join(parts)
+        if self.status == "stopped":
+            text += f", stopped at step {self.steps_done:,}"
+        return text
+
+    def metadata(self) -> dict:
+        last = self.history[-1] if self.history else None
+        return {
+            "architecture": self.config.arch,
+            "training": {**self.config.to_dict(), "optimizer": "Adam",
+                         "steps_completed": self.steps_done, "total_steps": self.total_steps,
+                         "stopped_early": self.status == "stopped",
+                         "final_epoch_train_loss": last.loss if last else float("nan"),
+                         "final_epoch_train_accuracy": last.accuracy if last else float("nan"),
+                         "seconds": round(self.seconds, 1)},
+            "data": {"dataset": "MNIST (torchvision)", "train_images": self.train_images},
+        }
+
+
+def finish_training(run: TrainingRun, status: str) -> ModelEntry | None:
+    """Register the run's model (finished, or stopped part-way) as a model of this session.
+
+    A run stopped before its first progress report keeps nothing (status "cancelled").
+    """
+    run.seconds = time.perf_counter() - run.started
+    if run.steps_done == 0:
+        run.status = "cancelled"
+        return None
+    run.status = status
+    entry = add_session_model(run.model, run.metadata(), "trained here", run.label())
+    run.model_key = entry.key
+    return entry
+
+
+def finish_interrupted_training() -> ModelEntry | None:
+    """A run still marked "running" at the start of a script run was interrupted: keep its model."""
+    run = st.session_state.get(TRAINING_RUN)
+    if isinstance(run, TrainingRun) and run.status == "running":
+        return finish_training(run, "stopped")
+    return None
+
+
+# --- page frame and sidebar ------------------------------------------------------------------------
+
+PAGE_CONFIG = dict(page_title="rotinv: is a CNN rotation invariant?", page_icon=":material/rotate_right:",
+                   layout="wide")
+_MAIN_SCRIPT_RUNNING = "_main_script_running"
+
+
+def run_page(page) -> None:
+    """Run the navigation's page, remembering for page_frame() that the main script drew the frame."""
+    st.session_state[_MAIN_SCRIPT_RUNNING] = True
+    try:
+        page.run()
+    finally:
+        st.session_state.pop(_MAIN_SCRIPT_RUNNING, None)
+
+
+def page_frame() -> None:
+    """Every page calls this first: it draws the page setup and sidebar if nobody has.
+
+    Normally streamlit_app.py has. But Streamlit runs a page file on its own, without the
+    main script, when it treats the folder pages/ the old way (a server's first request
+    for a page's URL; every AppTest run after the first), and the page must still work.
+    """
+    if not st.session_state.get(_MAIN_SCRIPT_RUNNING):
+        st.set_page_config(**PAGE_CONFIG)
+        sidebar()
+
+
+
+
+def _choose_model() -> None:
+    st.session_state[ACTIVE_MODEL] = st.session_state[_ACTIVE_WIDGET]
 
 
 def sidebar() -> None:
     """The model every page works with, and whether the data is there."""
+    finish_interrupted_training()
     with st.sidebar:
         models = all_models()
         if models:
             keys = [entry.key for entry in models]
-            labels = {entry.key: entry.label + ("" if entry.source == "shipped" else f" ({entry.source})")
-                      for entry in models}
+            labels = {entry.key: display_label(entry) for entry in models}
             current = st.session_state.get(ACTIVE_MODEL)
-            st.selectbox("Active model", keys, index=keys.index(current) if current in keys else 0,
-                         format_func=labels.get, key=ACTIVE_MODEL,
+            # The widget has its own key, set here before it is drawn; pages and
+            # add_session_model change ACTIVE_MODEL, which may happen after the widget exists.
+            st.session_state[_ACTIVE_WIDGET] = current if current in keys else keys[0]
+            st.selectbox("Active model", keys, format_func=labels.get, key=_ACTIVE_WIDGET,
+                         on_change=_choose_model,
                          help="Shipped checkpoints, plus any model you trained or uploaded in this session.")
+            st.session_state[ACTIVE_MODEL] = st.session_state[_ACTIVE_WIDGET]
+            mine = sum(entry.source != "shipped" for entry in models)
+            st.caption(f"{len(models) - mine} shipped model(s); {mine} of yours in this session "
+                       "(they are kept only in this browser session).")
         else:
             st.warning("No model yet: train one on the Train page, or upload a .pt there.")
         problem = data_problem()
         if problem:
             st.error(problem, icon=":material/database:")
         else:
-            st.caption(f"MNIST test set: found in {resolve_data_root()}")
+            st.caption(f":material/database: MNIST found in `{resolve_data_root()}`")

@@ -4,8 +4,7 @@ import streamlit as st
 
 import app_shared
 
-st.set_page_config(page_title="rotinv: is a CNN rotation invariant?", page_icon=":material/rotate_right:",
-                   layout="wide")
+st.set_page_config(**app_shared.PAGE_CONFIG)
 
 pages = [
     st.Page("pages/1_train.py", title="Train", icon=":material/model_training:", default=True),
@@ -14,4 +13,4 @@ pages = [
 ]
 page = st.navigation(pages)
 app_shared.sidebar()
-page.run()
+app_shared.run_page(page)

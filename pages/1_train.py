@@ -1,2 +1,284 @@
+"""Train: the shipped LeNet-5 and its numbers beside the report's, or train (or upload) your own."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
 import streamlit as st
-st.title("TODO")
+import torch
+
+import app_shared
+from rotinv import charts
+from rotinv.checkpoints import MAX_CHECKPOINT_BYTES, CheckpointError, load_checkpoint_bytes, state_dict_bytes
+from rotinv.limits import training_limits, train_size_choices
+from rotinv.models import ARCHITECTURES, build_model, count_parameters
+from rotinv.report import CHECKPOINT_ANGLES, REPORT_TABLE2, table1, table2
+from rotinv.training import TrainConfig, train
+
+UPLOAD = "upload_checkpoint"
+UPLOAD_MESSAGE = "upload_message"
+ARCH_NAMES = {"lenet5": "LeNet-5 (the report's network)", "lenet5_c4": "C4-equivariant LeNet (rotation-invariant by construction)"}
+REPORT_BY_OUR_ANGLE = {row.our_angle: row for row in REPORT_TABLE2}
+
+app_shared.page_frame()
+st.title("Train LeNet-5 on upright digits")
+st.markdown(
+    "LeNet-5 learns MNIST's handwritten digits the way they were written: **upright**. "
+    "The shipped model is ready to use (it is the active model in the sidebar); below it you "
+    "can train your own and watch it learn, or upload a checkpoint. Then go to **Rotation sweep** "
+    "to see what happens when the digits are turned."
+)
+
+test = app_shared.mnist_split(train=False)
+
+
+# --- the active model ----------------------------------------------------------------------------
+
+
+def angle_results(entry: app_shared.ModelEntry) -> dict | None:
+    """Loss and accuracy at 0/90/180/270/360: recorded in a shipped model's JSON, else measured now."""
+    if entry.source == "shipped":
+        recorded = charts.recorded_by_angle(entry.metadata, CHECKPOINT_ANGLES)
+        if recorded is not None:
+            return recorded
+    if test is None:
+        return None
+    with st.spinner("Measuring the model on the 10,000 test digits at 0°, 90°, 180°, 270° and 360°…"):
+        results = app_shared.results_at(entry, test, CHECKPOINT_ANGLES)
+    return dict(zip(CHECKPOINT_ANGLES, results))
+
+
+def describe(entry: app_shared.ModelEntry) -> str:
+    meta = entry.metadata or {}
+    training = meta.get("training") or {}
+    data = meta.get("data") or {}
+    arch = meta.get("architecture") or next((n for n, c in ARCHITECTURES.items() if type(entry.model) is c), "")
+    parts = [f"**{ARCH_NAMES.get(arch, arch or type(entry.model).__name__)}**",
+             f"{count_parameters(entry.model):,} parameters"]
+    if data.get("train_images"):
+        parts.append(f"trained on {int(data['train_images']):,} images")
+    if training.get("epochs"):
+        parts.append(f"{training['epochs']} epoch(s), Adam, learning rate {training.get('learning_rate')}, "
+                     f"batch {training.get('batch_size')}, seed {training.get('seed')}")
+    if training.get("augment") == "rotation":
+        parts.append("with rotation augmentation")
+    if entry.source == "uploaded":
+        parts.append("uploaded in this session")
+    return " · ".join(parts)
+
+
+def show_tables(results: dict, train_loss: float) -> None:
+    left, right = st.columns([2, 3])
+    with left:
+        st.markdown("**Table 1 — upright train and test**")
+        st.dataframe(pd.DataFrame(table1(train_loss, results[0])), hide_index=True, column_config={
+            "Training loss": st.column_config.NumberColumn(format="%.4f"),
+            "Test loss": st.column_config.NumberColumn(format="%.4f"),
+            "Test accuracy": st.column_config.NumberColumn(format="percent"),
+        })
+        st.caption("The report's row beside ours: the training loss is the running mean over the last epoch.")
+    with right:
+        st.markdown("**Table 2 — the same model on rotated test digits**")
+        rows = pd.DataFrame(table2(results)).drop(columns=["Report angle"])
+        st.dataframe(rows, hide_index=True, column_config={
+            "Report loss": st.column_config.NumberColumn(format="%.4f"),
+            "Our loss": st.column_config.NumberColumn(format="%.4f"),
+            "Report accuracy": st.column_config.NumberColumn(format="percent"),
+            "Our accuracy": st.column_config.NumberColumn(format="percent"),
+        })
+        st.caption("The report turned its digits clockwise, so its 90° row is our 270° (counter-clockwise) "
+                   "and its 270° row our 90°. Compare the two accuracy columns.")
+
+
+def show_active_model(entry: app_shared.ModelEntry) -> None:
+    st.header(f"The active model: {app_shared.display_label(entry)}")
+    st.markdown(describe(entry))
+    results = angle_results(entry)
+    if results is None:
+        st.info("The MNIST test set is needed to measure this model; see the sidebar for how to provide it.",
+                icon=":material/database:")
+        return
+    columns = st.columns(len(CHECKPOINT_ANGLES))
+    for column, angle in zip(columns, CHECKPOINT_ANGLES):
+        report = REPORT_BY_OUR_ANGLE.get(angle)
+        column.metric(
+            f"Accuracy at {angle}°", f"{100 * results[angle].accuracy:.1f}%",
+            delta=(f"report ({report.report_angle}° cw): {100 * report.accuracy:.0f}%" if report else None),
+            delta_color="off", delta_arrow="off", border=True,
+        )
+    source = ("as recorded in its JSON when it was saved" if entry.source == "shipped"
+              and charts.recorded_by_angle(entry.metadata, CHECKPOINT_ANGLES) else "measured just now")
+    st.caption(f"Test accuracy on all 10,000 test digits, each turned counter-clockwise by the angle ({source}); "
+               "under each, the report's number for the same turn. Upright and at 360° the model is good; "
+               "a quarter turn either way and most digits are misread.")
+    training = (entry.metadata or {}).get("training") or {}
+    show_tables(results, float(training.get("final_epoch_train_loss", float("nan"))))
+    if entry.source != "shipped":
+        st.download_button("Download this model (.pt)", data=state_dict_bytes(entry.model),
+                           file_name=f"rotinv_{entry.fingerprint}.pt", mime="application/octet-stream",
+                           icon=":material/download:", on_click="ignore", key=f"download_{entry.fingerprint}")
+        st.caption("A plain state_dict; upload it again below, or load it with rotinv.checkpoints. "
+                   "Nothing is written to the server's models/ folder.")
+
+
+entry = app_shared.active_model()
+if entry is None:
+    st.info("There is no shipped model in models/ yet: train one below, or upload a .pt checkpoint.",
+            icon=":material/info:")
+else:
+    show_active_model(entry)
+
+st.divider()
+
+
+# --- training ------------------------------------------------------------------------------------
+
+st.header("Train your own")
+st.markdown("Choose the settings and press **Train**. The curves grow as it learns; **Stop** keeps the "
+            "model as trained so far. The model belongs to this browser session only.")
+
+
+def training_form(limits) -> tuple[TrainConfig, int] | None:
+    architectures = app_shared.available_architectures()
+    with st.form("train_settings", border=True):
+        arch = st.radio("Network", architectures, format_func=lambda a: ARCH_NAMES.get(a, a),
+                        key="train_arch") if len(architectures) > 1 else architectures[0]
+        sizes = train_size_choices(limits)
+        size = st.select_slider("Training images", sizes, value=10_000 if 10_000 in sizes else sizes[0],
+                                format_func=lambda n: f"{n:,}", key="train_size",
+                                help="The first N of MNIST's 60,000 training images. Fewer is quicker.")
+        epochs = st.number_input("Epochs", min_value=1, max_value=limits.max_epochs, value=1, step=1,
+                                 key="train_epochs", help=f"At most {limits.max_epochs} here.")
+        lr = st.select_slider("Learning rate (Adam)", [0.0001, 0.0003, 0.001, 0.003, 0.01], value=0.001,
+                              key="train_lr")
+        batch = st.select_slider("Batch size", [16, 32, 64, 128, 256], value=64, key="train_batch")
+        seed = st.number_input("Seed", min_value=0, max_value=2**31 - 1, value=0, step=1, key="train_seed",
+                               help="Same seed and settings, same model.")
+        augment = st.toggle("Rotation augmentation", value=False, key="train_augment",
+                            help="Turn every training image by a random angle, so the network sees digits at all angles.")
+        submitted = st.form_submit_button("Train", type="primary", icon=":material/play_arrow:", key="train_button")
+    if not submitted:
+        return None
+    try:
+        config = TrainConfig(arch=arch, epochs=int(epochs), learning_rate=float(lr), batch_size=int(batch),
+                             seed=int(seed), augment="rotation" if augment else "none")
+    except ValueError as error:
+        st.error(str(error))
+        return None
+    return config, int(size)
+
+
+def run_training(config: TrainConfig, size: int, split, area) -> None:
+    images = split.subset(size)
+    total_steps = math.ceil(len(images) / config.batch_size) * config.epochs
+    torch.manual_seed(config.seed)  # as rotinv.training.train does, so the same seed gives the same model
+    run = app_shared.TrainingRun(config, len(images), total_steps, build_model(config.arch))
+    st.session_state[app_shared.TRAINING_RUN] = run
+    with area:
+        st.button("Stop", icon=":material/stop:", key="stop_training",
+                  help="Stops training and keeps the model as trained so far.")
+        bar = st.progress(0.0, text="Starting…")
+        loss_column, accuracy_column = st.columns(2)
+        loss_spot, accuracy_spot = loss_column.empty(), accuracy_column.empty()
+
+    def on_progress(progress) -> None:
+        run.history.append(progress)  # first, so an interruption in the lines below keeps it
+        bar.progress(min(progress.step / total_steps, 1.0),
+                     text=f"Epoch {progress.epoch} of {config.epochs} · step {progress.step:,} of {total_steps:,} · "
+                          f"loss {progress.loss:.3f} · accuracy {100 * progress.accuracy:.1f}%")
+        loss_spot.altair_chart(charts.training_curve(run.history, "Loss", total_steps), width="stretch")
+        accuracy_spot.altair_chart(charts.training_curve(run.history, "Accuracy", total_steps), width="stretch")
+
+    train(images.images, images.labels, config, on_progress=on_progress, model=run.model, report_every=20)
+    app_shared.finish_training(run, "finished")
+    st.rerun()  # draw everything (the sidebar too) with the new model active
+
+
+def show_last_run(run: app_shared.TrainingRun) -> None:
+    if run.status == "cancelled":
+        st.info("Training was stopped before its first step; nothing was kept.")
+        return
+    entry = app_shared.session_models().get(run.model_key)
+    if entry is None:
+        return
+    if run.status == "stopped":
+        st.warning(f"Stopped at step {run.steps_done:,} of {run.total_steps:,}: the model as trained so far "
+                   f"is kept as **{entry.label}**.", icon=":material/stop_circle:")
+    else:
+        st.success(f"Trained in {run.seconds:.0f} s: **{entry.label}**. It is now the active model "
+                   "(its Tables 1 and 2 are at the top of this page).", icon=":material/check_circle:")
+    if test is not None:
+        upright = app_shared.results_at(entry, test, [0])[0]
+        st.metric("Final test accuracy (upright)", f"{100 * upright.accuracy:.2f}%",
+                  delta=f"report: {100 * REPORT_BY_OUR_ANGLE[360].accuracy:.0f}%", delta_color="off",
+                  delta_arrow="off", border=True)
+    loss_column, accuracy_column = st.columns(2)
+    loss_column.altair_chart(charts.training_curve(run.history, "Loss", run.total_steps), width="stretch")
+    loss_column.caption("Training loss (cross-entropy, running mean over the epoch): it should fall fast, then level off.")
+    accuracy_column.altair_chart(charts.training_curve(run.history, "Accuracy", run.total_steps), width="stretch")
+    accuracy_column.caption("Training accuracy on the upright training digits: this is all the network ever sees.")
+    st.download_button("Download the trained model (.pt)", data=state_dict_bytes(entry.model),
+                       file_name=f"rotinv_{entry.fingerprint}.pt", mime="application/octet-stream",
+                       icon=":material/download:", on_click="ignore", key="download_last_run")
+
+
+try:
+    limits = training_limits()
+except ValueError as error:
+    limits = None
+    st.error(f"Training is switched off on this server because a limit is misconfigured: {error}",
+             icon=":material/block:")
+
+train_split = app_shared.mnist_split(train=True)
+if limits is not None and train_split is None:
+    st.error(f"Training needs the MNIST training images. {app_shared.data_problem() or ''}",
+             icon=":material/database:")
+elif limits is not None:
+    settings_column, result_column = st.columns([1, 2], gap="large")
+    with settings_column:
+        request = training_form(limits)
+    if request is not None:
+        run_training(*request, train_split, result_column)
+    else:
+        last_run = st.session_state.get(app_shared.TRAINING_RUN)
+        with result_column:
+            if isinstance(last_run, app_shared.TrainingRun):
+                show_last_run(last_run)
+            else:
+                st.info("No model trained in this session yet. A quick demo: 2,000 images and 1 epoch "
+                        "take a few seconds; all 60,000 images for 3 epochs give the report's 97%.",
+                        icon=":material/model_training:")
+
+st.divider()
+
+
+# --- upload --------------------------------------------------------------------------------------
+
+st.header("Upload a checkpoint")
+
+
+def on_upload() -> None:
+    uploaded = st.session_state.get(UPLOAD)
+    st.session_state.pop(UPLOAD_MESSAGE, None)
+    if uploaded is None:
+        return
+    try:
+        model = load_checkpoint_bytes(uploaded.getvalue())
+    except CheckpointError as error:
+        st.session_state[UPLOAD_MESSAGE] = ("error", f"{uploaded.name} was not loaded: {error}")
+        return
+    arch = next((name for name, cls in ARCHITECTURES.items() if type(model) is cls), type(model).__name__)
+    entry = app_shared.add_session_model(model, {"architecture": arch, "uploaded_file": uploaded.name},
+                                         "uploaded", uploaded.name)
+    st.session_state[UPLOAD_MESSAGE] = ("success", f"Loaded {uploaded.name} ({ARCH_NAMES.get(arch, arch)}); "
+                                        f"it is now the active model, for this session only.")
+
+
+st.file_uploader("A .pt file with a model's state_dict (e.g. one downloaded from this page)", type=["pt"],
+                 key=UPLOAD, on_change=on_upload, max_upload_size=MAX_CHECKPOINT_BYTES // 2**20)
+message = st.session_state.get(UPLOAD_MESSAGE)
+if message:
+    kind, text = message
+    (st.error if kind == "error" else st.success)(text)
+st.caption("Only weights are read (never code), and they must fit one of the known architectures.")

@@ -1,2 +1,173 @@
+"""Rotation sweep: test accuracy against the angle the digits are turned by."""
+
+from __future__ import annotations
+
+import pandas as pd
 import streamlit as st
-st.title("TODO")
+
+import app_shared
+from rotinv import charts
+from rotinv.evaluation import RotationPooled, angle_range, predict_logits
+from rotinv.report import report_accuracy_by_our_angle
+from rotinv.rotation import INTERPOLATIONS, rotate_tensor
+
+TTA_CHOICES = (1, 4, 8, 12)
+
+app_shared.page_frame()
+st.title("Rotation sweep")
+st.markdown(
+    "Turn every one of the 10,000 test digits by the same angle and count how many the model still "
+    "reads correctly; then do it again at the next angle. A rotation-invariant model would draw a flat line."
+)
+
+models = app_shared.all_models()
+if not models:
+    st.info("There is no model to sweep yet: train one (or upload a .pt) on the Train page.", icon=":material/info:")
+    st.stop()
+test = app_shared.mnist_split(train=False)
+if test is None:
+    st.error(f"The sweep needs the MNIST test set. {app_shared.data_problem() or ''}", icon=":material/database:")
+    st.stop()
+
+# --- settings ------------------------------------------------------------------------------------
+
+by_key = {entry.key: entry for entry in models}
+active = app_shared.active_model()
+model_column, range_column, how_column = st.columns([3, 3, 2], gap="medium")
+with model_column:
+    chosen_keys = st.multiselect("Models", list(by_key), default=[active.key], key="sweep_models",
+                                 format_func=lambda key: app_shared.display_label(by_key[key]),
+                                 help="Compare several models on the same chart.")
+with range_column:
+    start_column, stop_column, step_column = st.columns(3)
+    start = start_column.number_input("From (°)", min_value=-360, max_value=720, value=0, step=15, key="sweep_start")
+    stop = stop_column.number_input("To (°)", min_value=-360, max_value=720, value=360, step=15, key="sweep_stop")
+    step = step_column.number_input("Every (°)", min_value=1, max_value=360, value=15, step=1, key="sweep_step")
+with how_column:
+    interpolation = st.radio("Interpolation", list(INTERPOLATIONS)[::-1], horizontal=True, key="sweep_interp",
+                             help="How pixels are filled in when turning by angles that are not multiples of 90°.")
+    tta = st.selectbox("Test-time rotation pooling", TTA_CHOICES, key="sweep_tta",
+                       format_func=lambda n: "off" if n == 1 else f"average over {n} turned copies",
+                       help="Show the model N copies of each digit turned 360/N degrees apart and average its answers.")
+
+if not chosen_keys:
+    st.info("Choose at least one model above.", icon=":material/info:")
+    st.stop()
+try:
+    angles = angle_range(float(start), float(stop), float(step))
+except ValueError as error:
+    st.error(str(error), icon=":material/error:")
+    st.stop()
+chosen = [by_key[key] for key in chosen_keys]
+
+# --- the sweep -----------------------------------------------------------------------------------
+
+results: dict[str, list] = {}
+total, done = len(chosen) * len(angles), 0
+bar = st.progress(0.0, text="Measuring…")
+for entry in chosen:
+    label = app_shared.display_label(entry)
+    results[label] = []
+    for angle in angles:
+        bar.progress(done / total, text=f"{label}: {angle:g}° ({done + 1} of {total})")
+        results[label].append(app_shared.evaluate_cached(entry.fingerprint, angle, interpolation, tta,
+                                                         entry.model, test))
+        done += 1
+bar.empty()
+
+frame = charts.sweep_frame(results)
+report = report_accuracy_by_our_angle()
+st.header("Accuracy against angle")
+st.altair_chart(charts.accuracy_chart(frame, report), width="stretch")
+first = results[app_shared.display_label(chosen[0])]
+upright = next((r for r in first if r.angle % 360 == 0), first[0])
+worst = min(first, key=lambda r: r.accuracy)
+st.caption(
+    f"Each point is the whole test set turned by that angle (counter-clockwise). "
+    f"{app_shared.display_label(chosen[0])}: {100 * upright.accuracy:.1f}% at {upright.angle:g}°, "
+    f"down to {100 * worst.accuracy:.1f}% at {worst.angle:g}°; the dashed line is guessing (10%). "
+    "The black diamonds are the report's numbers; it turned clockwise, so its 90° is drawn at our 270° "
+    "and its 270° at our 90°."
+    + (f" With test-time pooling over {tta} copies, each answer is averaged over {tta} turns." if tta > 1 else "")
+)
+
+loss_column, table_column = st.columns([3, 2], gap="large")
+with loss_column:
+    st.altair_chart(charts.loss_chart(frame), width="stretch")
+    st.caption("Test loss (mean cross-entropy): where accuracy falls the loss climbs far above its upright "
+               "value — the model is not just wrong, it is confidently wrong.")
+with table_column:
+    st.dataframe(frame, hide_index=True, height=360, key="sweep_table", column_config={
+        "Angle (°)": st.column_config.NumberColumn(format="%g°"),
+        "Accuracy": st.column_config.NumberColumn(format="percent"),
+        "Loss": st.column_config.NumberColumn(format="%.4f"),
+    })
+    st.caption("The numbers behind the charts: accuracy and loss on all 10,000 test digits at each angle.")
+
+# --- per digit -----------------------------------------------------------------------------------
+
+st.header("Which digits survive a turn?")
+if len(chosen) > 1:
+    detail_key = st.selectbox("Model for the details below", chosen_keys, key="sweep_detail_model",
+                              format_func=lambda key: app_shared.display_label(by_key[key]))
+    detail = by_key[detail_key]
+else:
+    detail = chosen[0]
+detail_results = results[app_shared.display_label(detail)]
+per_class = charts.per_class_frame(detail_results)
+st.altair_chart(charts.per_class_heatmap(per_class), width="stretch")
+half_turn = next((r for r in detail_results if r.angle % 360 == 180), None)
+survivors = ""
+if half_turn is not None:
+    kept = [str(d) for d, accuracy in enumerate(half_turn.per_class_accuracy) if accuracy >= 0.5]
+    survivors = (f" At {half_turn.angle:g}° the digits still read right at least half the time: "
+                 f"{', '.join(kept) if kept else 'none'}.")
+st.caption("One row per true digit, one column per angle; bright is right, dark is wrong. "
+           "Look for the digits that still read right upside down, and the columns where everything fails."
+           + survivors)
+
+st.subheader("6 and 9: a turned 6 *is* a 9")
+six_nine_column, numbers_column = st.columns([3, 1], gap="large")
+with six_nine_column:
+    st.altair_chart(charts.highlight_digits_chart(per_class, (6, 9)), width="stretch")
+    st.caption("Accuracy on the 6s (red) and the 9s (blue) against angle; the other digits in grey. "
+               "At 180° a 6 looks like a 9, so a model that ignored rotation could not tell them apart.")
+with numbers_column:
+    if half_turn is not None:
+        st.metric(f"6s read correctly at {half_turn.angle:g}°", f"{100 * half_turn.per_class_accuracy[6]:.1f}%",
+                  border=True)
+        st.metric(f"6s read as 9 at {half_turn.angle:g}°",
+                  f"{100 * half_turn.confusion[6][9] / max(sum(half_turn.confusion[6]), 1):.1f}%", border=True)
+        st.metric(f"9s read as 6 at {half_turn.angle:g}°",
+                  f"{100 * half_turn.confusion[9][6] / max(sum(half_turn.confusion[9]), 1):.1f}%", border=True)
+    else:
+        st.info("Include 180° in the sweep to see how many 6s are read as 9s.")
+
+# --- one angle up close --------------------------------------------------------------------------
+
+st.header("One angle up close")
+default_angle = next((a for a in angles if a % 360 == 180), angles[len(angles) // 2])
+close_angle = st.select_slider("Angle", angles, value=default_angle, format_func=lambda a: f"{a:g}°",
+                               key="sweep_close_angle", help="Any of the angles swept above.")
+close = next(r for r in detail_results if r.angle == close_angle)
+matrix_column, gallery_column = st.columns([3, 2], gap="large")
+with matrix_column:
+    st.altair_chart(charts.confusion_chart(charts.confusion_frame(close)), width="stretch")
+    row6, row9 = close.confusion[6], close.confusion[9]
+    st.caption(f"Confusion matrix at {close_angle:g}°: rows are the true digits, columns what the model said; "
+               f"a perfect model fills only the diagonal. Here {row6[9]:,} of {sum(row6):,} sixes were read as 9 "
+               f"and {row9[6]:,} of {sum(row9):,} nines as 6.")
+with gallery_column:
+    indices = charts.first_of_each_class(test.labels)
+    images = test.images[indices]
+    model = detail.model if tta <= 1 else RotationPooled(detail.model, tta, interpolation)
+    predicted = predict_logits(model, images, close_angle, interpolation).argmax(1).tolist()
+    turned = rotate_tensor(images, close_angle, interpolation)
+    pictures = charts.digit_pictures(turned, scale=3)
+    captions = [f"{'✓' if p == int(t) else '✗'} true {int(t)}, said {p}" for t, p in zip(test.labels[indices], predicted)]
+    st.markdown(f"**The first test digit of each class, turned {close_angle:g}°**")
+    for row_start in range(0, len(pictures), 5):
+        for column, picture, caption in zip(st.columns(5), pictures[row_start:row_start + 5],
+                                            captions[row_start:row_start + 5]):
+            column.image(picture, caption=caption, width="stretch")
+    st.caption("What the model was shown, and what it answered. Try 90°: many digits become other digits' shapes.")

@@ -1,0 +1,58 @@
+"""Caps on what the app lets one person train, for shared deployments.
+
+A lecturer's laptop can train on all 60,000 images for many epochs; a free Streamlit
+Community Cloud server shared by a class cannot. The deployment sets
+
+    ROTINV_MAX_EPOCHS          most epochs one training run may have (default 20)
+    ROTINV_MAX_TRAIN_IMAGES    most training images one run may use (default 60000)
+
+and the Train page offers nothing above them. These are policy; the hard limits that
+catch typing mistakes live in rotinv.training.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Mapping
+
+from rotinv.training import MAX_EPOCHS
+
+MAX_EPOCHS_ENV = "ROTINV_MAX_EPOCHS"
+MAX_TRAIN_IMAGES_ENV = "ROTINV_MAX_TRAIN_IMAGES"
+DEFAULT_MAX_EPOCHS = 20
+MNIST_TRAIN_IMAGES = 60_000
+
+
+@dataclass(frozen=True)
+class TrainingLimits:
+    max_epochs: int = DEFAULT_MAX_EPOCHS
+    max_train_images: int = MNIST_TRAIN_IMAGES
+
+
+def _read_cap(environ: Mapping[str, str], name: str, default: int, upper: int) -> int:
+    text = environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"{name} must be a whole number between 1 and {upper:,}, got {text!r}.") from None
+    if not 1 <= value <= upper:
+        raise ValueError(f"{name} must be between 1 and {upper:,}, got {value:,}.")
+    return value
+
+
+def training_limits(environ: Mapping[str, str] | None = None) -> TrainingLimits:
+    """The caps from the environment (os.environ unless given); ValueError for a bad value."""
+    environ = os.environ if environ is None else environ
+    return TrainingLimits(
+        max_epochs=_read_cap(environ, MAX_EPOCHS_ENV, DEFAULT_MAX_EPOCHS, MAX_EPOCHS),
+        max_train_images=_read_cap(environ, MAX_TRAIN_IMAGES_ENV, MNIST_TRAIN_IMAGES, MNIST_TRAIN_IMAGES),
+    )
+
+
+def train_size_choices(limits: TrainingLimits, sizes: tuple[int, ...] = (2_000, 10_000, 60_000)) -> list[int]:
+    """The training-set sizes to offer: the usual ones that fit under the cap, and the cap itself."""
+    choices = sorted({size for size in sizes if size <= limits.max_train_images} | {limits.max_train_images})
+    return choices

@@ -1,0 +1,63 @@
+"""The Rotation sweep page, run headless with AppTest on the real MNIST test set.
+
+Cheap on purpose: the sweep is set to 0°, 90° and 180° (three evaluations of the test
+set), and 360° would cost nothing more (it shares 0°'s cache entry).
+"""
+
+import json
+
+import app_shared
+from rotinv.evaluation import evaluate
+
+SWEEP = "pages/2_sweep.py"
+
+
+def open_sweep(at, start=0, stop=180, step=90):
+    # Widget values set before the page first runs, so the default 0–360 every 15° never runs.
+    at.session_state["sweep_start"] = start
+    at.session_state["sweep_stop"] = stop
+    at.session_state["sweep_step"] = step
+    return at.switch_page(SWEEP).run()
+
+
+def test_sweep_page_matches_evaluate_and_repeats_from_the_cache(new_app, shipped_lenet5, mnist_test, monkeypatch):
+    model, _ = shipped_lenet5
+    at = open_sweep(new_app())
+    assert not at.exception
+    assert not at.error
+    assert at.title[0].value == "Rotation sweep"
+
+    charts = at.get("vega_lite_chart")
+    assert len(charts) >= 4  # accuracy, loss, per-class heatmap, 6-and-9, confusion
+    accuracy_chart = charts[0].proto.SerializeToString()  # the spec and its datasets
+    assert "Test accuracy" in json.loads(charts[0].proto.spec)["layer"][1]["encoding"]["y"]["title"]
+    assert b"report: 13%" in accuracy_chart  # the report's 270° (clockwise), drawn at our 90°
+    assert b"report: 33%" in accuracy_chart
+
+    table = at.dataframe[0].value
+    assert list(table["Angle (°)"]) == [0.0, 90.0, 180.0]
+    shown = float(table.loc[table["Angle (°)"] == 90, "Accuracy"].iloc[0])
+    expected = evaluate(model, mnist_test.images, mnist_test.labels, 90).accuracy
+    assert round(shown, 4) == round(expected, 4)
+    assert at.caption and all(caption.value for caption in at.caption)
+
+    # The same sweep again evaluates nothing; nor does 360°, which is 0° turned a full turn.
+    calls = []
+    real_evaluate = app_shared.evaluate
+    monkeypatch.setattr(app_shared, "evaluate", lambda *args, **kw: calls.append(args[3]) or real_evaluate(*args, **kw))
+    at.run()
+    at.number_input(key="sweep_start").set_value(180)
+    at.number_input(key="sweep_stop").set_value(360)
+    at.number_input(key="sweep_step").set_value(180)
+    at.run()
+    assert not at.exception
+    assert calls == []
+    again = at.dataframe[0].value
+    assert list(again["Angle (°)"]) == [180.0, 360.0]
+    assert float(again["Accuracy"].iloc[1]) == float(table["Accuracy"].iloc[0])
+
+def test_bad_angle_range_is_an_error_message_not_a_traceback(new_app):
+    at = open_sweep(new_app(), start=180, stop=90, step=90)
+    assert not at.exception
+    assert any("must not be below" in error.value for error in at.error)
+    assert not at.get("vega_lite_chart")

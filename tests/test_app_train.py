@@ -1,0 +1,138 @@
+"""The Train page, run headless with AppTest: the shipped model's numbers, training,
+stopping, uploading, and the limits a shared deployment sets."""
+
+import copy
+import os
+
+import pytest
+import torch
+
+import app_shared
+from rotinv.checkpoints import state_dict_bytes
+from rotinv.evaluation import evaluate
+from rotinv.limits import TrainingLimits, train_size_choices, training_limits
+from rotinv.report import REPORT_TABLE1
+from rotinv.training import Progress, TrainConfig
+
+
+def metric(at, label: str):
+    return next(m for m in at.metric if m.label == label)
+
+
+def percent(text: str) -> float:
+    return float(text.rstrip("%")) / 100
+
+
+def test_the_shipped_model_is_active_with_its_numbers_beside_the_report(new_app, shipped_lenet5):
+    _, metadata = shipped_lenet5
+    at = new_app().run()
+    assert not at.exception
+    assert not at.error
+    assert at.title[0].value == "Train LeNet-5 on upright digits"
+    assert at.sidebar.selectbox[0].value == "shipped:lenet5"
+    assert at.sidebar.selectbox[0].options[0] == "LeNet-5 (upright training)"
+    recorded = metadata["test"]["by_angle"]
+    for angle in (0, 90, 180, 270, 360):
+        shown = metric(at, f"Accuracy at {angle}°").value
+        assert shown == f"{100 * recorded[str(angle)]['accuracy']:.1f}%"
+    table1, table2 = at.dataframe[0].value, at.dataframe[1].value
+    assert table1["Test accuracy"].tolist() == pytest.approx([REPORT_TABLE1["test_accuracy"],
+                                                              recorded["0"]["accuracy"]])
+    ninety_clockwise = table2[table2["Rotation"] == "90° clockwise"].iloc[0]
+    assert ninety_clockwise["Our angle (ccw)"] == 270
+    assert ninety_clockwise["Report accuracy"] == 0.14
+    assert ninety_clockwise["Our accuracy"] == pytest.approx(recorded["270"]["accuracy"])
+    assert not at.download_button  # the shipped model is in the repository already
+
+
+def test_training_through_the_button_keeps_the_model_in_this_session_only(new_app, mnist_test):
+    at = new_app().run()
+    at.select_slider(key="train_size").set_value(2_000)
+    at.number_input(key="train_epochs").set_value(1)
+    at.button(key="train_button").click()
+    at.run()
+    assert not at.exception
+    assert not at.error
+
+    run = at.session_state[app_shared.TRAINING_RUN]
+    assert run.status == "finished" and run.train_images == 2_000
+    assert run.steps_done == run.total_steps == 32  # 2,000 images in batches of 64, one epoch
+    entry = at.session_state[app_shared.SESSION_MODELS][run.model_key]
+    assert at.session_state[app_shared.ACTIVE_MODEL] == entry.key
+    assert at.sidebar.selectbox[0].value == entry.key
+
+    final = metric(at, "Final test accuracy (upright)").value
+    expected = evaluate(entry.model, mnist_test.images, mnist_test.labels, 0).accuracy
+    assert final == f"{100 * expected:.2f}%"
+    assert expected > 0.5  # well above chance after 32 steps
+    assert any(button.label.startswith("Download") for button in at.download_button)
+
+    # Another browser session sees the shipped models, not this one's.
+    other = new_app().run()
+    assert not other.exception
+    assert app_shared.display_label(entry) in at.sidebar.selectbox[0].options
+    assert app_shared.display_label(entry) not in other.sidebar.selectbox[0].options
+    assert not any("trained here" in label for label in other.sidebar.selectbox[0].options)
+    assert app_shared.SESSION_MODELS not in other.session_state or not other.session_state[app_shared.SESSION_MODELS]
+
+
+def test_a_bad_upload_is_an_error_and_a_good_one_becomes_active(new_app, shipped_lenet5):
+    at = new_app().run()
+    at.file_uploader(key="upload_checkpoint").set_value(("random.pt", os.urandom(4096), "application/octet-stream"))
+    at.run()
+    assert not at.exception
+    assert any("random.pt was not loaded" in error.value for error in at.error)
+    assert not any("uploaded" in label for label in at.sidebar.selectbox[0].options)
+
+    model, _ = shipped_lenet5
+    at.file_uploader(key="upload_checkpoint").set_value(("mine.pt", state_dict_bytes(model), "application/octet-stream"))
+    at.run()
+    assert not at.exception
+    assert not at.error
+    assert any("Loaded mine.pt" in message.value for message in at.success)
+    active = at.session_state[app_shared.ACTIVE_MODEL]
+    assert active.startswith("session:") and at.sidebar.selectbox[0].value == active
+    assert "mine.pt (uploaded)" in at.sidebar.selectbox[0].options
+
+
+def test_a_run_interrupted_by_stop_keeps_the_model_as_trained_so_far(new_app, shipped_lenet5):
+    at = new_app().run()
+    model = copy.deepcopy(shipped_lenet5[0])  # stands in for a half-trained model (and is cheap to measure)
+    config = TrainConfig(epochs=1)
+    run = app_shared.TrainingRun(config, 2_000, 32, model,
+                                 history=[Progress(1, 20, 32, 0.9, 0.7, 1_280)])
+    at.session_state[app_shared.TRAINING_RUN] = run  # as the page leaves it when a click interrupts training
+    at.run()
+    assert not at.exception
+    assert run.status == "stopped"
+    assert any("Stopped at step 20 of 32" in warning.value for warning in at.warning)
+    active = at.session_state[app_shared.SESSION_MODELS][at.session_state[app_shared.ACTIVE_MODEL]]
+    assert active.label.endswith("stopped at step 20") and active.source == "trained here"
+
+
+# --- limits for shared deployments -----------------------------------------------------------
+
+
+def test_training_limits_come_from_the_environment():
+    assert training_limits({}) == TrainingLimits(20, 60_000)
+    assert training_limits({"ROTINV_MAX_EPOCHS": "3", "ROTINV_MAX_TRAIN_IMAGES": " 5000 "}) == TrainingLimits(3, 5_000)
+    for bad in ({"ROTINV_MAX_EPOCHS": "many"}, {"ROTINV_MAX_EPOCHS": "0"}, {"ROTINV_MAX_TRAIN_IMAGES": "70000"}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            training_limits(bad)
+    assert train_size_choices(TrainingLimits(20, 5_000)) == [2_000, 5_000]
+    assert train_size_choices(TrainingLimits(20, 60_000)) == [2_000, 10_000, 60_000]
+
+
+def test_the_page_honours_the_limits_and_explains_a_bad_one(new_app, monkeypatch):
+    monkeypatch.setenv("ROTINV_MAX_EPOCHS", "2")
+    monkeypatch.setenv("ROTINV_MAX_TRAIN_IMAGES", "5000")
+    at = new_app().run()
+    assert not at.exception
+    assert at.number_input(key="train_epochs").max == 2
+    assert at.select_slider(key="train_size").options == ["2,000", "5,000"]
+
+    monkeypatch.setenv("ROTINV_MAX_EPOCHS", "lots")
+    at = new_app().run()
+    assert not at.exception
+    assert any("ROTINV_MAX_EPOCHS" in error.value for error in at.error)
+    assert not at.button  # no Train button
