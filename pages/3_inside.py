@@ -1,2 +1,278 @@
+"""Inside the network: kernels and feature maps of one digit, upright and rotated."""
+
+from __future__ import annotations
+
+import altair as alt
+import numpy as np
+import pandas as pd
 import streamlit as st
-st.title("TODO")
+import torch
+
+import app_shared
+from rotinv import introspection as insp
+from rotinv.data import EmptyDrawingError, preprocess_drawing
+from rotinv.rotation import rotate_tensor
+
+SOURCE, ANGLE, INDEX, TURN_BACK = "inside_source", "inside_angle", "inside_index", "inside_turn_back"
+TEST_IMAGE, DRAWING = "Test image", "Draw a digit"
+QUICK_ANGLES = (0, 90, 180, 270)
+SCROLL_HEIGHT = 560  # pixels; taller pictures scroll inside a box of this height
+
+st.session_state.setdefault(ANGLE, 0)
+st.session_state.setdefault(INDEX, 0)
+
+
+# --- cached work (everything it computes comes from rotinv) ---------------------------------------
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def kernel_pictures(fingerprint: str, _model: torch.nn.Module) -> dict[str, dict]:
+    """Per conv stage: the kernels' shape and their grid as PNG (one row per output channel)."""
+    pictures = {}
+    for layer in insp.conv_layer_names(_model):
+        bank = insp.kernels(_model, layer)
+        out_channels, in_channels = bank.shape[:2]
+        if in_channels == 1:  # first layer: one small picture per filter, side by side
+            columns = insp.suggested_columns(out_channels)
+            scale = max(4, min(16, 300 // (columns * (bank.shape[-1] + 1))))
+            grid = insp.tile_grid(bank[:, 0], columns=columns, scale=scale, pad=2)
+        else:
+            scale = max(3, min(8, 430 // (in_channels * (bank.shape[-1] + 1))))
+            grid = insp.kernel_grid(bank, scale=scale, pad=2)
+        pictures[layer] = {"shape": tuple(bank.shape), "png": insp.to_png(grid), "height": grid.shape[0],
+                           "width": grid.shape[1]}
+    return pictures
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def look(fingerprint: str, digest: str, degrees: int, turned_back: bool,
+         _model: torch.nn.Module, _image: torch.Tensor) -> dict:
+    """One digit, upright and rotated, through the model: pictures and probabilities."""
+    rotated = rotate_tensor(_image, degrees)
+    views = {}
+    for name, image in (("upright", _image), ("rotated", rotated)):
+        seen = insp.inspect(_model, image)
+        maps = seen.feature_maps
+        if name == "rotated" and turned_back:
+            maps = {layer: insp.turn_back(tensor, degrees) for layer, tensor in maps.items()}
+        views[name] = {
+            "input_png": insp.to_png(insp.upscale_image(image, scale=7)),
+            "predicted": seen.predicted,
+            "probabilities": seen.probabilities.numpy(),
+            "maps": {layer: {"shape": tuple(tensor.shape), "png": insp.to_png(insp.feature_map_grid(tensor, width=460)),
+                             "raw": tensor.numpy()} for layer, tensor in maps.items()},
+        }
+    return views
+
+
+# --- the lecture ----------------------------------------------------------------------------------------
+
+st.title("Inside the network")
+st.markdown(
+    "A convolutional network reads a digit through **kernels**, small 5×5 patterns slid over the image; "
+    "where the image looks like a kernel, that kernel's **feature map** lights up. Here are all of them, "
+    "for one digit **upright and rotated, side by side**. A rotation-invariant network would light up "
+    "the same features, only turned, and keep its prediction."
+)
+
+entry = app_shared.active_model()
+if entry is None:
+    st.warning("There is no model to look inside yet: train one on the Train page, or upload a .pt there.")
+    st.stop()
+model = entry.model
+fingerprint = entry.fingerprint or f"id{id(model)}"
+layers = insp.conv_layer_names(model)
+
+
+def set_angle(degrees: int) -> None:
+    st.session_state[ANGLE] = degrees
+
+
+controls, seen, odds = st.columns([1, 1.45, 1.2], gap="medium")
+
+# 1 and 2: the digit and the rotation ---------------------------------------------------------------------------
+image: torch.Tensor | None = None
+label_text = ""
+with controls:
+    st.subheader("1 · Choose a digit")
+    source = st.radio("Input", [TEST_IMAGE, DRAWING], horizontal=True, key=SOURCE, label_visibility="collapsed")
+    if source == TEST_IMAGE:
+        split = app_shared.mnist_split(train=False)
+        if split is None:
+            st.warning(f"No test images to show. {app_shared.data_problem()}", icon=":material/database:")
+            st.info("Choose **Draw a digit** instead: the canvas and the kernels work without MNIST.")
+        else:
+            def random_test_digit(label: int | None) -> None:
+                st.session_state[INDEX] = insp.pick_index(split.labels, label)
+
+            st.number_input(f"Test image (0–{len(split) - 1})", min_value=0, max_value=len(split) - 1, step=1,
+                            key=INDEX)
+            four, any_digit = st.columns(2)
+            four.button("Random 4", on_click=random_test_digit, args=(4,), width="stretch",
+                        help="A random test digit labelled 4, as in the report.")
+            any_digit.button("Random digit", on_click=random_test_digit, args=(None,), width="stretch")
+            index = min(int(st.session_state[INDEX]), len(split) - 1)
+            image = split.images[index]
+            label_text = f"Test image {index}, labelled **{int(split.labels[index])}**."
+    else:
+        from streamlit_drawable_canvas import st_canvas  # only importable inside a running app
+
+        result = st_canvas(stroke_width=20, stroke_color="#FFFFFF", background_color="#000000",
+                           width=280, height=280, drawing_mode="freedraw", return_image_data=True, key="canvas")
+        st.caption("Draw one digit, large, white on black. To start over, click the trash-can (reset) button "
+                   "of the canvas toolbar. The drawing is cropped, scaled to 20 px and centred by its centre "
+                   "of mass in 28×28, as MNIST was made.")
+        drawing = result.image_data
+        if drawing is None:
+            st.info("Draw a digit on the black canvas to see what the network makes of it.")
+        else:
+            try:
+                image = preprocess_drawing(drawing)
+                label_text = "Your drawing, as the model gets it."
+            except EmptyDrawingError as error:
+                st.info(f"{error} Draw a digit on the black canvas to see what the network makes of it.")
+
+    st.subheader("2 · Turn it")
+    st.slider("Rotation (degrees, counter-clockwise)", min_value=0, max_value=360, step=1, key=ANGLE)
+    with st.container(horizontal=True, gap="small"):
+        for quick in QUICK_ANGLES:
+            st.button(f"{quick}°", key=f"inside_quick_{quick}", on_click=set_angle, args=(quick,))
+    st.caption("Only the 28×28 input is turned (quarter turns exactly, other angles with bilinear "
+               "interpolation); a drawing on the canvas stays as you drew it.")
+degrees = int(st.session_state[ANGLE])
+
+# 3. What the model sees, and what it says ----------------------------------------------------------------------
+views = None
+with seen:
+    st.subheader("3 · What the model sees")
+    if image is None:
+        st.info("Choose a test image or draw a digit to see predictions and feature maps; the kernels "
+                "below do not depend on the input.")
+    else:
+        views = look(fingerprint, insp.image_digest(image), degrees,
+                     bool(st.session_state.get(TURN_BACK, False)), model, image)
+        st.markdown(f"{label_text} Model: **{entry.label}**.")
+        upright_col, rotated_col = st.columns(2)
+        with upright_col:
+            st.metric("Prediction (upright)", str(views["upright"]["predicted"]),
+                      help=f"Confidence {views['upright']['probabilities'].max():.1%}")
+            st.image(views["upright"]["input_png"], width=180, alt="Model input, upright")
+            st.caption("What the model sees: the 28×28 input, upright.")
+        with rotated_col:
+            st.metric(f"Prediction (rotated {degrees}°)", str(views["rotated"]["predicted"]),
+                      help=f"Confidence {views['rotated']['probabilities'].max():.1%}")
+            st.image(views["rotated"]["input_png"], width=180, alt=f"Rotated input, {degrees} degrees")
+            st.caption(f"Rotated input: the same 28×28 turned {degrees}° counter-clockwise.")
+
+if views is not None:
+    with odds:
+        st.subheader("4 · What it says")
+        which = ["upright", f"rotated {degrees}°"]
+        table = pd.DataFrame({
+            "digit": np.tile(np.arange(10), 2),
+            "probability": np.concatenate([views["upright"]["probabilities"], views["rotated"]["probabilities"]]),
+            "input": np.repeat(which, 10),
+        })
+        chart = (
+            alt.Chart(table)
+            .mark_bar()
+            .encode(
+                x=alt.X("digit:O", title="Digit", axis=alt.Axis(labelAngle=0, labelFontSize=16, titleFontSize=15)),
+                xOffset=alt.XOffset("input:N", sort=which),
+                y=alt.Y("probability:Q", title="Probability", scale=alt.Scale(domain=[0, 1]),
+                        axis=alt.Axis(format="%", labelFontSize=13, titleFontSize=15, tickCount=5)),
+                color=alt.Color("input:N", title=None, sort=which, scale=alt.Scale(range=["#4c78a8", "#f58518"]),
+                                legend=alt.Legend(orient="top", labelFontSize=15)),
+                tooltip=["input", "digit", alt.Tooltip("probability:Q", format=".1%")],
+            )
+        )
+        st.altair_chart(chart, width="stretch", height=380)
+        st.caption("Probability of each digit, upright (blue) and rotated (orange); the tallest bar is the "
+                   "prediction. Turn the input and watch whether the orange bars stay on the same digit.")
+
+# 5. Layer by layer -----------------------------------------------------------------------------------------------
+st.header("5 · Layer by layer: kernels and feature maps")
+st.markdown(
+    "Each tab is one convolution stage. Left: its **kernels**, each stretched to its own grey range "
+    "(light = positive weights, dark = negative). Right: its **feature maps after the ReLU**, for the "
+    "upright and the rotated input. A translation moves a feature map along with the digit; a "
+    "rotation does not simply turn it, because the kernels themselves are not turned."
+)
+if views is not None:
+    st.checkbox("Turn the rotated input's feature maps back by −θ, to line them up with the upright ones",
+                key=TURN_BACK)
+
+kernel_pics = kernel_pictures(fingerprint, model)
+LESSONS = {
+    0: "Look for oriented strokes and edges: one kernel likes vertical strokes, another diagonal ones. "
+       "Nothing made the network learn each pattern in several turns, so a turned stroke wakes other kernels.",
+    1: "Each row builds one feature map of this layer from all the maps of the layer before (one column "
+       "per input map): coarser combinations of the first layer's strokes.",
+}
+DEEP_LESSON = ("Each row makes one feature map from all the maps of the layer before. Deep kernels are hard "
+               "to read one by one: look at one row up close on the right.")
+
+for position, (layer, tab) in enumerate(zip(layers, st.tabs(list(layers)))):
+    with tab:
+        pic = kernel_pics[layer]
+        out_channels, in_channels = pic["shape"][:2]
+
+        # The feature maps first: they are what changes when the digit turns.
+        if views is None:
+            st.info("Feature maps appear here once there is a digit.")
+        else:
+            upright_maps = views["upright"]["maps"][layer]
+            rotated_maps = views["rotated"]["maps"][layer]
+            shape = upright_maps["shape"]
+            upright_col, rotated_col = st.columns(2)
+            with upright_col:
+                st.markdown(f"**{layer} feature maps, upright**")
+                st.image(upright_maps["png"], alt=f"{layer} feature maps, upright")
+            with rotated_col:
+                turned = ", turned back" if st.session_state.get(TURN_BACK) else ""
+                st.markdown(f"**{layer} feature maps, rotated {degrees}°{turned}**")
+                st.image(rotated_maps["png"], alt=f"{layer} feature maps, rotated")
+            st.caption(f"{shape[0]} feature maps ({insp.describe_shape(torch.empty(shape))}) for each input, "
+                       "after the ReLU, each stretched to its own range (black = no response). Compare the same "
+                       "tile left and right: in a rotation-invariant network the rotated maps would be the "
+                       "upright ones, turned (tick the box above to turn them back and compare directly).")
+
+        kernels_col, close_col = st.columns(2)
+        with kernels_col:
+            st.markdown(f"**{layer} kernels**")
+            if pic["height"] > SCROLL_HEIGHT:
+                with st.container(height=SCROLL_HEIGHT):
+                    st.image(pic["png"], alt=f"{layer} kernels")
+            else:
+                st.image(pic["png"], alt=f"{layer} kernels")
+            if in_channels > 1:
+                count = f"{out_channels * in_channels:,} kernels"
+                layout = f"{out_channels} rows (output channels) × {in_channels} columns (input channels)"
+            else:
+                count = f"{out_channels} kernels"
+                layout = "one per output channel, in the same places as their feature maps above"
+            scroll = " Scroll the box to see them all." if pic["height"] > SCROLL_HEIGHT else ""
+            st.caption(f"{count} ({insp.describe_shape(torch.empty(pic['shape']))}), {layout}.{scroll} "
+                       + LESSONS.get(position, DEEP_LESSON))
+        if in_channels > 1:
+            with close_col:
+                st.markdown(f"**Up close: one output channel of {layer}**")
+                channel = int(st.number_input(f"{layer} output channel (0–{out_channels - 1})", min_value=0,
+                                              max_value=out_channels - 1, step=1, key=f"inside_channel_{layer}"))
+                bank = insp.kernels(model, layer)[channel]
+                columns = min(in_channels, 8)
+                scale = max(3, min(12, 400 // (columns * (bank.shape[-1] + 1))))
+                st.image(insp.to_png(insp.tile_grid(bank, columns=columns, scale=scale, pad=2)),
+                         alt=f"{layer} kernels of channel {channel}")
+                st.caption(f"The {in_channels} kernels that make {layer}'s feature map {channel}, one for each "
+                           "input map from the layer before; their responses are summed, then the ReLU is applied.")
+                if views is not None:
+                    close_up, close_rotated = st.columns(2)
+                    for column, name in ((close_up, "upright"), (close_rotated, "rotated")):
+                        one_map = views[name]["maps"][layer]["raw"][channel]
+                        size = one_map.shape[-1]
+                        column.image(insp.to_png(insp.upscale_image(insp.normalise_tiles(one_map),
+                                                                    scale=max(1, 168 // size))),
+                                     alt=f"{layer} map {channel}, {name}")
+                    st.caption(f"Feature map {channel}: upright (left) and rotated (right), each stretched to "
+                               "its own range.")

@@ -124,6 +124,11 @@ INK_THRESHOLD = 32
 # A drawing with fewer ink pixels than this (on the canvas, before scaling) is a dot or
 # a stray click, not a digit.
 MIN_INK_PIXELS = 30
+# Ink whose bounding box is shorter than this fraction of the canvas's longer side is a
+# dot too: one click with the app's 20-px brush leaves a 20-px disc (over 300 pixels,
+# so the pixel count alone lets it through) on a 280-px canvas. No hand-drawn digit is
+# that small, and an MNIST digit spans 20 of 28 pixels.
+MIN_EXTENT_FRACTION = 0.1
 
 
 class EmptyDrawingError(ValueError):
@@ -131,18 +136,21 @@ class EmptyDrawingError(ValueError):
 
 
 def drawing_to_grayscale(drawing: np.ndarray) -> np.ndarray:
-    """An RGBA/RGB/gray uint8 canvas image to a float gray image in [0, 255].
+    """An RGBA/RGB/gray uint8 canvas image to a float gray image (0 = black, 255 = white).
 
     The canvas paints its black background into the pixels (alpha is 255 everywhere), so
-    the colour channels carry the drawing and alpha is ignored.
+    the colour channels carry the drawing and alpha is ignored. Computed in float64, so
+    no input value overflows on the way (values are not clipped here).
     """
     array = np.asarray(drawing)
     if array.ndim == 3 and array.shape[2] in (3, 4):
-        return array[..., :3].astype(np.float32).mean(axis=2)
+        return array[..., :3].astype(np.float64).mean(axis=2)
+    if array.ndim == 3 and array.shape[2] == 1:
+        return array[..., 0].astype(np.float64)
     if array.ndim == 2:
-        return array.astype(np.float32)
+        return array.astype(np.float64)
     raise ValueError(
-        f"A drawing must be a gray (H, W) or RGB/RGBA (H, W, 3|4) image, got shape {array.shape}."
+        f"A drawing must be a gray (H, W) or (H, W, 1), or RGB/RGBA (H, W, 3|4) image, got shape {array.shape}."
     )
 
 
@@ -155,8 +163,10 @@ def preprocess_drawing(drawing: np.ndarray) -> torch.Tensor:
     Raises EmptyDrawingError when there is nothing that looks like a digit.
     """
     gray = drawing_to_grayscale(drawing)
-    if gray.size == 0 or not np.isfinite(gray).all():
+    if gray.size == 0:
         raise EmptyDrawingError("The drawing is empty.")
+    if not np.isfinite(gray).all():
+        raise ValueError("The drawing holds values that are not finite numbers (NaN or infinity).")
     gray = np.clip(gray, 0, 255)
     ink = gray > INK_THRESHOLD
     if ink.sum() < MIN_INK_PIXELS * (gray.size / (280 * 280)) or ink.sum() < 2:
@@ -164,6 +174,8 @@ def preprocess_drawing(drawing: np.ndarray) -> torch.Tensor:
     rows, cols = np.nonzero(ink)
     crop = gray[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
     height, width = crop.shape
+    if max(height, width) < MIN_EXTENT_FRACTION * max(gray.shape):
+        raise EmptyDrawingError("That is only a dot: draw a whole digit.")
     scale = MNIST_BOX / max(height, width)
     new_h, new_w = max(1, round(height * scale)), max(1, round(width * scale))
     # Antialiased downscaling gives the grey edges MNIST digits have.

@@ -1,0 +1,162 @@
+"""End to end in a real browser: draw a 1 on the canvas, see it read, turn it 90 degrees.
+
+Starts `streamlit run streamlit_app.py` on a free local port and drives Debian's
+chromium through Playwright (never `playwright install`). Chromium must be at
+/usr/bin/chromium: CI installs it; a missing browser fails the test, it does not skip.
+A screenshot is kept in test-artifacts/browser_inside.png.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from rotinv.data import DATA_ROOT_ENV, mnist_available
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+STARTUP_TIMEOUT = 60.0  # seconds for the server to answer its health check
+WAIT_MS = 30_000  # for the page to react to a stroke or a click
+FIRST_LOAD_MS = 120_000  # the first run of the app imports torch and loads MNIST and the models
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def stop(process: subprocess.Popen) -> None:
+    """Terminate the server and everything it started, whatever state it is in."""
+    if process.poll() is None:
+        try:
+            os.killpg(process.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+    try:  # stragglers in the group, even when the leader is gone
+        os.killpg(process.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    if process.poll() is None:
+        process.wait(timeout=10)
+
+
+@pytest.fixture
+def app_url():
+    root = os.environ.get(DATA_ROOT_ENV)
+    if not root or not mnist_available(root):
+        pytest.fail(f"The browser test needs the real MNIST: set {DATA_ROOT_ENV} (currently {root!r}).")
+    ARTIFACTS.mkdir(exist_ok=True)
+    port = free_port()
+    log_path = ARTIFACTS / "browser_server.log"
+    command = [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.headless", "true",
+               "--server.address", "127.0.0.1", "--server.port", str(port),
+               "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"]
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(command, cwd=ROOT, env=dict(os.environ), stdout=log, stderr=subprocess.STDOUT,
+                                   start_new_session=True)  # its own process group, killed as one
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"streamlit exited with {process.returncode}:\n{log_path.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as answer:
+                    if answer.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"streamlit did not answer within {STARTUP_TIMEOUT:.0f} s:\n"
+                            f"{log_path.read_text()[-3000:]}")
+            time.sleep(0.5)
+        yield url
+    finally:
+        stop(process)
+
+
+@pytest.fixture
+def page():
+    if not CHROMIUM.is_file():
+        pytest.fail(f"Chromium is not at {CHROMIUM}: install it (apt-get install -y chromium). "
+                    "Do not use `playwright install`.")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            context = browser.new_context(viewport={"width": 1400, "height": 900})
+            tab = context.new_page()
+            tab.set_default_timeout(WAIT_MS)
+            yield tab
+        finally:
+            browser.close()
+
+
+def metric_value(page, label: str):
+    """The value element of the st.metric whose label is exactly `label`."""
+    metric = page.get_by_test_id("stMetric").filter(
+        has=page.get_by_test_id("stMetricLabel").get_by_text(label, exact=True))
+    return metric.get_by_test_id("stMetricValue")
+
+
+def test_draw_a_one_and_turn_it(app_url, page):
+    from playwright.sync_api import expect
+
+    try:
+        page.goto(app_url, wait_until="domcontentloaded", timeout=FIRST_LOAD_MS)
+        page.get_by_role("link", name="Inside the network").click(timeout=FIRST_LOAD_MS)
+        expect(page.get_by_role("heading", name="Inside the network")).to_be_visible(timeout=FIRST_LOAD_MS)
+        page.get_by_test_id("stRadio").get_by_text("Draw a digit", exact=True).click()
+
+        canvas = page.locator("canvas.upper-canvas")
+        expect(canvas).to_be_visible()
+        canvas.scroll_into_view_if_needed()
+        box = canvas.bounding_box()
+        assert box is not None, "the drawing canvas has no size"
+        x, top, bottom = box["x"] + box["width"] / 2, box["y"] + box["height"] * 0.15, box["y"] + box["height"] * 0.85
+        page.mouse.move(x, top)
+        page.mouse.down()
+        for step in range(1, 21):
+            page.mouse.move(x, top + (bottom - top) * step / 20)
+            page.wait_for_timeout(15)
+        page.mouse.up()
+
+        expect(metric_value(page, "Prediction (upright)")).to_have_text(re.compile(r"^\s*1\s*$"))
+        expect(metric_value(page, "Prediction (rotated 0°)")).to_have_text(re.compile(r"^\s*1\s*$"))
+        rotated_input = page.locator('img[alt^="Rotated input"]')
+        expect(rotated_input).to_have_attribute("alt", "Rotated input, 0 degrees")
+        before = rotated_input.get_attribute("src")
+        assert before, "the rotated input image has no source"
+
+        page.get_by_role("button", name="90°", exact=True).click()
+
+        # The model input is turned: a new picture, captioned with the new angle ...
+        expect(rotated_input).to_have_attribute("alt", "Rotated input, 90 degrees")
+        expect(rotated_input).not_to_have_attribute("src", before)
+        expect(page.get_by_text("Rotated input: the same 28×28 turned 90° counter-clockwise.")).to_be_visible()
+        # ... and its prediction is recomputed (a new metric), while the upright one stays 1.
+        expect(page.get_by_text("Prediction (rotated 0°)", exact=True)).to_have_count(0)
+        expect(metric_value(page, "Prediction (rotated 90°)")).to_have_text(re.compile(r"^\s*\d\s*$"))
+        expect(metric_value(page, "Prediction (upright)")).to_have_text(re.compile(r"^\s*1\s*$"))
+        page.wait_for_timeout(500)  # let the charts finish drawing for the screenshot
+    finally:
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "browser_inside.png"), full_page=False)
