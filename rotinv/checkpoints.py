@@ -13,6 +13,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import tempfile
 import warnings
 from pathlib import Path
@@ -120,7 +121,8 @@ def read_state_dict(payload: bytes) -> dict[str, torch.Tensor]:
             warnings.simplefilter("ignore")
             loaded = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
     except Exception as error:
-        if "weights_only" in str(error) or "Unsupported global" in str(error):
+        # weights_only names the global it refused; any other failure is unreadable bytes.
+        if re.search(r"Unsupported (global|class)|GLOBAL|REDUCE|BUILD", str(error)):
             raise CheckpointError(
                 "The file contains Python objects, not just weights, and was refused for safety; "
                 "save the model's state_dict() instead."

@@ -8,6 +8,7 @@ stderr in the CLI) with nothing executed and nothing already saved lost.
 import io
 import os
 import pickle
+import random
 import signal
 import subprocess
 import sys
@@ -59,11 +60,12 @@ def hostile_payloads(marker: Path) -> dict[str, tuple[bytes, str]]:
     good = torch_bytes(lenet_state())
     return {
         "pickle that runs a command (torch.save)": (torch_bytes({"x": WritesAMarker(marker)}), "refused for safety"),
-        "pickle that runs a command (raw pickle)": (pickle.dumps(WritesAMarker(marker)), "refused for safety"),
+        "pickle that runs a command (raw pickle)": (pickle.dumps(WritesAMarker(marker), protocol=2), "refused for safety"),
         "state_dict with a command inside": (
             torch_bytes({**lenet_state(), "evil": WritesAMarker(marker)}), "refused for safety"),
         "truncated checkpoint": (good[: len(good) // 2], "not a readable"),
-        "random bytes": (os.urandom(4096), "not a readable"),
+        "random bytes": (random.Random(0).randbytes(4096), "not a readable"),
+        "random bytes starting like a pickle": (b"\x80\x02" + random.Random(1).randbytes(4096), "not a readable"),
         "empty file": (b"", "empty"),
         "another architecture": (torch_bytes(nn.Sequential(nn.Linear(4, 2)).state_dict()), "known architecture"),
         "wrong shapes": (torch_bytes({**lenet_state(), "fc1.weight": torch.zeros(120, 10)}), "has shape"),
