@@ -87,6 +87,8 @@ def command_train(args: argparse.Namespace) -> int:
     config = TrainConfig(arch=args.arch, epochs=args.epochs, learning_rate=args.lr,
                          batch_size=args.batch_size, seed=args.seed, augment=args.augment,
                          device=args.device)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     train_split = load_mnist(True, args.data_root).subset(args.train_size)
     test_split = load_mnist(False, args.data_root)
     print(f"Training {args.arch} on {len(train_split):,} images for {args.epochs} epoch(s), "
@@ -110,7 +112,9 @@ def command_train(args: argparse.Namespace) -> int:
                      "loss": "cross-entropy", "epochs_completed": result.epochs_completed,
                      "final_epoch_train_loss": result.train_loss,
                      "final_epoch_train_accuracy": result.train_accuracy,
-                     "seconds": round(result.seconds, 1)},
+                     "seconds": round(result.seconds, 1),
+                     # CPU results are bit-for-bit repeatable for a seed at the same thread count
+                     "torch_threads": torch.get_num_threads()},
         "data": {"dataset": "MNIST (torchvision)", "train_images": len(train_split),
                  "test_images": len(test_split)},
         "test": {"interpolation": "bilinear (exact rot90 at multiples of 90°)", "by_angle": measured},
@@ -171,6 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="train on the first N training images only (default: all 60,000)")
     p.add_argument("--augment", choices=AUGMENTATIONS, default="none")
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    p.add_argument("--threads", type=_bounded_int(1, 256), default=None,
+                   help="CPU threads for torch (default: torch's own choice); recorded in the metadata")
     p.add_argument("--out", required=True, help="where to write NAME.pt (and NAME.json)")
     p.set_defaults(run=command_train)
 
