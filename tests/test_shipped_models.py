@@ -63,3 +63,24 @@ def test_reproduce_prints_both_tables_with_the_report_beside_ours():
     assert "its 90° is our 270°" in text
     ours_90_clockwise = next(line for line in text.splitlines() if line.startswith("90° clockwise"))
     assert ours_90_clockwise.split()[3] == "270"  # compared at our 270° (counter-clockwise)
+
+
+def sweep_json(model: str, angles: str) -> dict[float, dict]:
+    result = run_cli("sweep", "--model", str(SHIPPED / model), "--angles", angles, "--format", "json",
+                     data_root=real_data_root(), check=True)
+    return {row["angle"]: row for row in json.loads(result.stdout)}
+
+
+def test_shipped_rotation_augmented_lenet5_is_robust_at_every_angle():
+    rows = sweep_json("lenet5_rotaug.pt", ",".join(str(a) for a in range(0, 360, 15)))
+    assert sorted(rows) == list(range(0, 360, 15))
+    worst = min(rows.values(), key=lambda row: row["accuracy"])
+    assert worst["accuracy"] >= 0.975, worst
+
+
+def test_shipped_c4_model_is_exactly_invariant_to_quarter_turns():
+    rows = sweep_json("lenet5_c4.pt", "0,90,180,270,360")
+    assert rows[0]["accuracy"] >= 0.98
+    for angle in (90, 180, 270, 360):
+        assert rows[angle]["accuracy"] == rows[0]["accuracy"]
+        assert rows[angle]["loss"] == pytest.approx(rows[0]["loss"], abs=1e-5)
