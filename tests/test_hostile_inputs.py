@@ -27,7 +27,7 @@ from rotinv.checkpoints import (
     state_dict_bytes, weights_fingerprint,
 )
 from rotinv.data import DataUnavailableError, load_mnist, mnist_available, resolve_data_root
-from rotinv.evaluation import angle_range, parse_angles
+from rotinv.evaluation import angle_range, evaluate, parse_angles
 from rotinv.models import LeNet5
 
 from realdata import ROOT, real_data_root
@@ -236,3 +236,46 @@ def test_any_angle_range_is_a_list_or_a_clear_value_error(start, stop, step):
         assert str(error)
     else:
         assert 1 <= len(angles) <= 721 and angles[0] == pytest.approx(start)
+
+
+# --- the same, through the app --------------------------------------------------------------
+
+TRAIN = "pages/1_train.py"
+SWEEP = "pages/2_sweep.py"
+UPLOADER = "upload_checkpoint"
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_an_upload_of_any_hostile_file_is_one_sentence_in_the_page(new_app, tmp_path, case):
+    marker = tmp_path / "pwned"
+    payload, phrase = hostile_payloads(marker)[case]
+    at = new_app().run()
+    models_before = list(at.sidebar.selectbox[0].options)
+    at.file_uploader(key=UPLOADER).set_value(("upload.pt", payload, "application/octet-stream"))
+    at.run()
+    assert not at.exception
+    errors = [error.value for error in at.error]
+    assert len(errors) == 1 and phrase in errors[0] and "\n" not in errors[0]
+    assert list(at.sidebar.selectbox[0].options) == models_before  # nothing was added
+    assert not marker.exists()
+
+
+def test_two_sessions_with_the_same_file_name_never_share_results(new_app, mnist_test):
+    """Sweep results are cached by the weights' content hash, not by a name people choose."""
+    accuracies = {}
+    for shipped in ("lenet5", "lenet5_rotaug"):
+        model, _ = load_checkpoint(ROOT / "models" / f"{shipped}.pt")
+        at = new_app().run()
+        at.file_uploader(key=UPLOADER).set_value(("my model.pt", state_dict_bytes(model), "application/octet-stream"))
+        at.run()
+        assert not at.exception and not at.error
+        # the other session's upload is not in this session's sidebar
+        assert sum("my model.pt" in option for option in at.sidebar.selectbox[0].options) == 1
+        at.session_state["sweep_start"], at.session_state["sweep_stop"], at.session_state["sweep_step"] = 90, 90, 90
+        at.switch_page(SWEEP).run()
+        assert not at.exception
+        table = at.dataframe[0].value
+        accuracies[shipped] = float(table["Accuracy"].iloc[0])
+        expected = evaluate(model, mnist_test.images, mnist_test.labels, 90).accuracy
+        assert round(accuracies[shipped], 4) == round(expected, 4)
+    assert accuracies["lenet5"] < 0.3 < 0.9 < accuracies["lenet5_rotaug"]
