@@ -16,7 +16,7 @@ TTA_CHOICES = (1, 4, 8, 12)
 app_shared.page_frame()
 st.title("Rotation sweep")
 st.markdown(
-    "Turn every one of the 10,000 test digits by the same angle and count how many the model still "
+    "Turn every one of MNIST's test digits by the same angle and count how many the model still "
     "reads correctly; then do it again at the next angle. A rotation-invariant model would draw a flat line."
 )
 
@@ -79,30 +79,32 @@ frame = charts.sweep_frame(results)
 report = report_accuracy_by_our_angle()
 st.header("Accuracy against angle")
 st.altair_chart(charts.accuracy_chart(frame, report), width="stretch")
-first = results[app_shared.display_label(chosen[0])]
-upright = next((r for r in first if r.angle % 360 == 0), first[0])
-worst = min(first, key=lambda r: r.accuracy)
+summaries = []
+for label, by_angle in results.items():
+    best, worst = max(by_angle, key=lambda r: r.accuracy), min(by_angle, key=lambda r: r.accuracy)
+    summaries.append(f"{label}: {100 * best.accuracy:.1f}% at best ({best.angle:g}°), "
+                     f"{100 * worst.accuracy:.1f}% at worst ({worst.angle:g}°)")
 st.caption(
-    f"Each point is the whole test set turned by that angle (counter-clockwise). "
-    f"{app_shared.display_label(chosen[0])}: {100 * upright.accuracy:.1f}% at {upright.angle:g}°, "
-    f"down to {100 * worst.accuracy:.1f}% at {worst.angle:g}°; the dashed line is guessing (10%). "
+    "Each point is the whole test set turned by that angle (counter-clockwise); a rotation-invariant model "
+    "draws a flat line. " + "; ".join(summaries) + ". The dashed line is guessing (10%). "
     "The black diamonds are the report's numbers; it turned clockwise, so its 90° is drawn at our 270° "
     "and its 270° at our 90°."
-    + (f" With test-time pooling over {tta} copies, each answer is averaged over {tta} turns." if tta > 1 else "")
+    + (f" With test-time pooling, each answer is averaged over {tta} turned copies." if tta > 1 else "")
 )
 
-loss_column, table_column = st.columns([3, 2], gap="large")
+loss_column, table_column = st.columns([1, 1], gap="large")
 with loss_column:
     st.altair_chart(charts.loss_chart(frame), width="stretch")
-    st.caption("Test loss (mean cross-entropy): where accuracy falls the loss climbs far above its upright "
-               "value — the model is not just wrong, it is confidently wrong.")
+    st.caption("Test loss (mean cross-entropy), colours as above: where accuracy falls the loss climbs far "
+               "above its upright value — the model is not just wrong, it is confidently wrong.")
 with table_column:
     st.dataframe(frame, hide_index=True, height=360, key="sweep_table", column_config={
+        "Model": st.column_config.TextColumn(width="medium"),
         "Angle (°)": st.column_config.NumberColumn(format="%g°"),
         "Accuracy": st.column_config.NumberColumn(format="percent"),
         "Loss": st.column_config.NumberColumn(format="%.4f"),
     })
-    st.caption("The numbers behind the charts: accuracy and loss on all 10,000 test digits at each angle.")
+    st.caption(f"The numbers behind the charts: accuracy and loss on all {len(test):,} test digits at each angle.")
 
 # --- per digit -----------------------------------------------------------------------------------
 

@@ -24,6 +24,9 @@ TEXT_SIZE = 15
 REPORT_COLOR = "#222222"
 HIGHLIGHT_COLORS = ("#d62728", "#1f77b4")  # the two highlighted digits (6 and 9)
 CHANCE = 1 / NUM_CLASSES
+# Tableau 10, which stays apart for colour-blind readers and on a washed-out projector.
+MODEL_COLORS = ("#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#ff9da7",
+                "#9c755f", "#bab0ac")
 
 
 def _readable(chart: alt.TopLevelMixin) -> alt.TopLevelMixin:
@@ -49,6 +52,14 @@ def _angle_axis(angles: Iterable[float]) -> alt.Axis:
         values = [a for a in range(int(math.ceil(low / step) * step), int(high) + 1, step)]
         return alt.Axis(title="Rotation (degrees, counter-clockwise)", values=values)
     return alt.Axis(title="Rotation (degrees, counter-clockwise)")
+
+
+def _angle_scale(angles: Iterable[float]) -> alt.Scale:
+    """Exactly the swept range, not rounded out to a 'nice' number."""
+    angles = list(angles)
+    if not angles or min(angles) == max(angles):
+        return alt.Scale()
+    return alt.Scale(domain=[min(angles), max(angles)], nice=False)
 
 
 # --- training ------------------------------------------------------------------------------
@@ -97,6 +108,13 @@ def training_curve(history: Sequence[Progress], metric: str, total_steps: int | 
 # --- sweeps --------------------------------------------------------------------------------
 
 
+def _model_color(frame: pd.DataFrame, legend: bool = True) -> alt.Color:
+    """One clearly different colour per model, in the order they were chosen."""
+    models = list(dict.fromkeys(frame["Model"]))
+    return alt.Color("Model:N", title="Model", sort=models, scale=alt.Scale(domain=models, range=MODEL_COLORS),
+                     legend=alt.Legend() if legend else None)
+
+
 def sweep_frame(results: Mapping[str, Sequence[AngleResult]]) -> pd.DataFrame:
     """{model label: results by angle} -> one row per model and angle."""
     rows = [
@@ -123,7 +141,7 @@ def accuracy_chart(frame: pd.DataFrame, report: Mapping[float, float] | None = N
     report's accuracy, e.g. rotinv.report.report_accuracy_by_our_angle().
     """
     angles = frame["Angle (°)"].tolist()
-    x = alt.X("Angle (°):Q", axis=_angle_axis(angles))
+    x = alt.X("Angle (°):Q", axis=_angle_axis(angles), scale=_angle_scale(angles))
     lines = (
         alt.Chart(frame)
         .mark_line(point=alt.OverlayMarkDef(size=70, filled=True), strokeWidth=3)
@@ -131,7 +149,7 @@ def accuracy_chart(frame: pd.DataFrame, report: Mapping[float, float] | None = N
             x=x,
             y=alt.Y("Accuracy:Q", title="Test accuracy", scale=alt.Scale(domain=[0, 1]),
                     axis=alt.Axis(format="%")),
-            color=alt.Color("Model:N", title="Model", sort=list(dict.fromkeys(frame["Model"]))),
+            color=_model_color(frame),
             tooltip=["Model:N", alt.Tooltip("Angle (°):Q", format="g"), alt.Tooltip("Accuracy:Q", format=".2%"),
                      alt.Tooltip("Loss:Q", format=".4f")],
         )
@@ -146,21 +164,27 @@ def accuracy_chart(frame: pd.DataFrame, report: Mapping[float, float] | None = N
     if len(points):
         marks = alt.Chart(points).encode(x="Angle (°):Q", y="Accuracy:Q",
                                         tooltip=["Label:N", alt.Tooltip("Angle (°):Q", format="g")])
-        layers.append(marks.mark_point(shape="diamond", size=260, filled=True, color=REPORT_COLOR))
-        layers.append(marks.mark_text(dy=-20, fontSize=TEXT_SIZE, fontWeight="bold", color=REPORT_COLOR)
-                      .encode(text="Label:N"))
+        layers.append(marks.mark_point(shape="diamond", size=260, filled=True, opacity=1, color=REPORT_COLOR))
+        # Labels above high points and below low ones, clear of a collapsing curve.
+        for high, dy in ((True, -20), (False, 24)):
+            layers.append(
+                alt.Chart(points[(points["Accuracy"] >= 0.5) == high])
+                .mark_text(dy=dy, fontSize=TEXT_SIZE, fontWeight="bold", color=REPORT_COLOR)
+                .encode(x="Angle (°):Q", y="Accuracy:Q", text="Label:N")
+            )
     return _readable(alt.layer(*layers).properties(height=420))
 
 
 def loss_chart(frame: pd.DataFrame) -> alt.Chart:
-    """Test loss (mean cross-entropy) against angle, one line per model."""
+    """Test loss (mean cross-entropy) against angle, one line per model (colours as accuracy_chart's)."""
     chart = (
         alt.Chart(frame)
         .mark_line(point=alt.OverlayMarkDef(size=50, filled=True), strokeWidth=3)
         .encode(
-            x=alt.X("Angle (°):Q", axis=_angle_axis(frame["Angle (°)"].tolist())),
+            x=alt.X("Angle (°):Q", axis=_angle_axis(frame["Angle (°)"].tolist()),
+                    scale=_angle_scale(frame["Angle (°)"].tolist())),
             y=alt.Y("Loss:Q", title="Test loss (cross-entropy)", scale=alt.Scale(zero=True)),
-            color=alt.Color("Model:N", title="Model", sort=list(dict.fromkeys(frame["Model"]))),
+            color=_model_color(frame, legend=False),
             tooltip=["Model:N", alt.Tooltip("Angle (°):Q", format="g"), alt.Tooltip("Loss:Q", format=".4f")],
         )
         .properties(height=300)
@@ -188,7 +212,7 @@ def per_class_heatmap(frame: pd.DataFrame) -> alt.Chart:
         .mark_rect(stroke="white", strokeWidth=1)
         .encode(
             x=alt.X("Angle (°):O", title="Rotation (degrees, counter-clockwise)", sort=angles,
-                    axis=alt.Axis(labelAngle=0, labelOverlap="greedy", format="g")),
+                    axis=alt.Axis(labelAngle=0, labelOverlap="greedy", labelExpr="datum.value + '°'")),
             y=alt.Y("Digit:O", title="True digit"),
             color=alt.Color("Accuracy:Q", title="Accuracy", scale=alt.Scale(domain=[0, 1], scheme="viridis"),
                             legend=alt.Legend(format="%", orient="right", direction="vertical", gradientLength=260)),
@@ -204,7 +228,7 @@ def highlight_digits_chart(frame: pd.DataFrame, highlight: Sequence[int] = (6, 9
     frame = frame.copy()
     frame["Digit label"] = frame["Digit"].map(lambda d: f"digit {d}")
     angles = frame["Angle (°)"].tolist()
-    x = alt.X("Angle (°):Q", axis=_angle_axis(angles))
+    x = alt.X("Angle (°):Q", axis=_angle_axis(angles), scale=_angle_scale(angles))
     y = alt.Y("Accuracy:Q", title="Accuracy on this digit", scale=alt.Scale(domain=[0, 1]),
               axis=alt.Axis(format="%"))
     others = (

@@ -61,3 +61,17 @@ def test_bad_angle_range_is_an_error_message_not_a_traceback(new_app):
     assert not at.exception
     assert any("must not be below" in error.value for error in at.error)
     assert not at.get("vega_lite_chart")
+
+
+def test_without_mnist_or_models_the_page_explains(new_app, tmp_path, monkeypatch):
+    not_a_folder = tmp_path / "mnist.txt"
+    not_a_folder.write_text("not a data root")
+    monkeypatch.setenv("ROTINV_DATA_ROOT", str(not_a_folder))
+    at = new_app().switch_page(SWEEP).run()
+    assert not at.exception
+    assert any("needs the MNIST test set" in error.value for error in at.error)
+
+    monkeypatch.setenv("ROTINV_MODELS_DIR", str(tmp_path))
+    at = new_app().switch_page(SWEEP).run()
+    assert not at.exception
+    assert any("no model to sweep" in info.value for info in at.info)

@@ -35,7 +35,7 @@ def test_the_shipped_model_is_active_with_its_numbers_beside_the_report(new_app,
     for angle in (0, 90, 180, 270, 360):
         shown = metric(at, f"Accuracy at {angle}°").value
         assert shown == f"{100 * recorded[str(angle)]['accuracy']:.1f}%"
-    table1, table2 = at.dataframe[0].value, at.dataframe[1].value
+    table1, table2 = at.table[0].value, at.table[1].value
     assert table1["Test accuracy"].tolist() == pytest.approx([REPORT_TABLE1["test_accuracy"],
                                                               recorded["0"]["accuracy"]])
     ninety_clockwise = table2[table2["Rotation"] == "90° clockwise"].iloc[0]
@@ -136,3 +136,26 @@ def test_the_page_honours_the_limits_and_explains_a_bad_one(new_app, monkeypatch
     assert not at.exception
     assert any("ROTINV_MAX_EPOCHS" in error.value for error in at.error)
     assert not at.button  # no Train button
+
+
+# --- no data, no model ---------------------------------------------------------------------------
+
+
+def test_without_mnist_the_shipped_numbers_still_show_and_training_explains(new_app, tmp_path, monkeypatch):
+    not_a_folder = tmp_path / "mnist.txt"
+    not_a_folder.write_text("not a data root")
+    monkeypatch.setenv("ROTINV_DATA_ROOT", str(not_a_folder))
+    at = new_app().run()
+    assert not at.exception
+    assert metric(at, "Accuracy at 90°").value.endswith("%")  # from the checkpoint's JSON
+    assert any("Training needs the MNIST training images" in error.value for error in at.error)
+    assert any("is a file, not a directory" in error.value for error in at.sidebar.error)
+
+
+def test_without_any_model_the_page_says_what_to_do(new_app, tmp_path, monkeypatch):
+    monkeypatch.setenv("ROTINV_MODELS_DIR", str(tmp_path))
+    at = new_app().run()
+    assert not at.exception
+    assert any("no shipped model" in info.value for info in at.info)
+    assert any("No model yet" in warning.value for warning in at.sidebar.warning)
+    assert at.button(key="train_button")  # training is still offered

@@ -54,7 +54,7 @@ def test_sweep_frame_and_accuracy_chart_with_the_reports_points(sweep):
     chart = charts.accuracy_chart(frame, report_accuracy_by_our_angle())
     assert isinstance(chart, alt.LayerChart)
     spec = chart.to_dict()
-    assert len(spec["layer"]) == 4  # chance line, models, report points, report labels
+    assert len(spec["layer"]) == 5  # chance line, models, report points, labels above and below
     assert spec["layer"][1]["encoding"]["color"]["field"] == "Model"
     assert spec["config"]["axis"]["titleFontSize"] >= 16
     assert len(charts.accuracy_chart(frame).to_dict()["layer"]) == 2  # without the report
