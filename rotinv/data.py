@@ -9,6 +9,7 @@ read-only root works.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,6 +86,16 @@ def _how_to_fix(root: Path) -> str:
     )
 
 
+def _reason(error: Exception) -> str:
+    """The useful part of a download error: 'Name or service not known', not a URL list."""
+    text = str(error)
+    found = re.search(r"urlopen error (?:\[[^\]]*\] )?([^>]*)>", text)
+    if found:
+        return found.group(1).strip()
+    first = text.strip().splitlines()[0] if text.strip() else type(error).__name__
+    return first[:200]
+
+
 def load_mnist(
     train: bool, root: str | os.PathLike | None = None, download: bool = True
 ) -> Split:
@@ -100,7 +111,7 @@ def load_mnist(
             path.mkdir(parents=True, exist_ok=True)
             MNIST(str(path), train=train, download=True)
         except Exception as error:  # offline, read-only, proxy...: all mean the same to the user
-            raise DataUnavailableError(f"{_how_to_fix(path)} ({type(error).__name__}: {error})") from None
+            raise DataUnavailableError(f"{_how_to_fix(path)} (download failed: {_reason(error)})") from None
     try:
         dataset = MNIST(str(path), train=train, download=False)
     except Exception as error:
