@@ -1,4 +1,5 @@
-"""Inside the network: kernels and feature maps of one digit, upright and rotated."""
+"""Inside the network: kernels and feature maps of one digit, upright and rotated, and layer by layer
+how far each model is from rotation equivariant (section 6, the lens)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import torch
 
 import app_shared
 from rotinv import introspection as insp
+from rotinv import lens
 from rotinv.data import EmptyDrawingError, preprocess_drawing
 from rotinv.rotation import rotate_tensor
 
@@ -18,6 +20,9 @@ TEST_IMAGE, DRAWING = "Test image", "Draw a digit"
 QUICK_ANGLES = (0, 90, 180, 270)
 SCROLL_HEIGHT = 560  # pixels; taller pictures scroll inside a box of this height
 
+LENS_MODELS, LENS_LAYER = "lens_models", "lens_layer"
+
+app_shared.page_frame()
 st.session_state.setdefault(ANGLE, 0)
 st.session_state.setdefault(INDEX, 0)
 
@@ -63,6 +68,23 @@ def look(fingerprint: str, digest: str, degrees: int, turned_back: bool,
                              "raw": tensor.numpy()} for layer, tensor in maps.items()},
         }
     return views
+
+
+@st.cache_data(show_spinner=False, max_entries=1024)
+def lens_errors(fingerprint: str, digest: str, degrees: int, name: str,
+                _model: torch.nn.Module, _image: torch.Tensor) -> pd.DataFrame:
+    """One model's equivariance error per conv stage, and its output's invariance error."""
+    return lens.error_table([(name, _model)], _image, degrees)
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def lens_maps(fingerprint: str, digest: str, degrees: int, layer: str, channel: int,
+              _model: torch.nn.Module, _image: torch.Tensor) -> dict:
+    """One channel, rotate-then-convolve beside convolve-then-rotate, as PNGs on one grey scale."""
+    shown = lens.side_by_side(_model, _image, degrees, layer, channel)
+    for picture in ("rotate_then_convolve", "convolve_then_rotate", "difference"):
+        shown[picture] = insp.to_png(shown[picture])
+    return shown
 
 
 # --- the lecture ----------------------------------------------------------------------------------------
@@ -276,3 +298,73 @@ for position, (layer, tab) in enumerate(zip(layers, st.tabs(list(layers)))):
                                      alt=f"{layer} map {channel}, {name}")
                     st.caption(f"Feature map {channel}: upright (left) and rotated (right), each stretched to "
                                "its own range.")
+
+# 6. Why: equivariance, layer by layer ------------------------------------------------------------------------------
+st.header("6 · Why: equivariance, layer by layer")
+st.markdown(
+    "The report's section 2 tells two properties apart, for shifts. **Invariance**: the system gives exactly the "
+    "same response however its input is shifted. **Equivariance**: it works equally well at every position, but "
+    "its response shifts with the target, and an equivariant response is easily made invariant (pool over the "
+    "positions). A convolution is equivariant to **shifts**: move the digit and every feature map moves with it. "
+    "It is not equivariant to **rotations**: LeNet-5's learned kernels are not rotation-symmetric (a kernel for "
+    "vertical strokes is no kernel for horizontal ones), so turning the digit does not simply turn the maps, "
+    "from conv1 on.\n\n"
+    "The bars measure that per conv stage, for the network up to the stage (after its ReLU): "
+    r"$\lVert f(\mathrm{rot}_\theta\,x) - \mathrm{rot}_\theta\,f(x)\rVert \,/\, \lVert f(x)\rVert$, "
+    "0 when turning the input only turns the maps, about 1 when they come out different. For the C4 model "
+    "each channel comes in four orientations, and a quarter turn of the input also moves orientation r to "
+    "r + 1: its maps are turned *and* cycled. The last group, **output**, measures invariance instead: "
+    r"$\lVert p(\mathrm{rot}_\theta\,x) - p(x)\rVert \,/\, \lVert p(x)\rVert$ "
+    "on the class probabilities, nothing turned back.\n\n"
+    "- **Rotation augmentation** makes the classifier's output more invariant by showing it turned digits, "
+    "but nothing makes its layers equivariant: watch its conv bars against its output bar.\n"
+    "- The **C4-equivariant** model is equivariant by construction at every layer for quarter turns (each "
+    "filter is applied in four turns), then pools the four orientations and undoes the spatial turn: the "
+    "equivariant response made invariant, as section 2 says."
+)
+if image is None:
+    st.info("Choose a test image or draw a digit to measure the layers.")
+else:
+    digest = insp.image_digest(image)
+    everyone = app_shared.all_models()
+    labels = {candidate.key: app_shared.display_label(candidate) for candidate in everyone}
+    default = [candidate.key for candidate in everyone if candidate.source == "shipped" or candidate.key == entry.key]
+    chosen = st.multiselect("Models to compare (the active model is always measured)", list(labels),
+                            default=default, format_func=labels.get, key=LENS_MODELS)
+    compared = [candidate for candidate in everyone if candidate.key in chosen or candidate.key == entry.key]
+    table = pd.concat([lens_errors(candidate.fingerprint or f"id{id(candidate.model)}", digest, degrees,
+                                   labels[candidate.key], candidate.model, image) for candidate in compared],
+                      ignore_index=True)
+    chart_col, numbers_col = st.columns([1, 1.1], gap="medium")
+    with chart_col:
+        st.altair_chart(lens.error_chart(table), width="stretch", height=380)
+    with numbers_col:
+        st.markdown(f"**Errors at {degrees}°** (conv stages: 0 = equivariant; output: 0 = invariant)")
+        wide = lens.wide_table(table)
+        st.dataframe(wide, hide_index=True, width="stretch",
+                     column_config={"model": st.column_config.TextColumn("model", width=200),
+                                    **{stage: st.column_config.NumberColumn(stage, format="%.3f", width=64)
+                                       for stage in wide.columns if stage != "model"}})
+        st.caption(lens.summary(table, degrees))
+
+    st.subheader("Rotate then convolve, or convolve then rotate?")
+    st.markdown(f"One channel of the active model, **{entry.label}**: left, the digit turned first and then "
+                "passed through the network up to the stage; middle, the upright digit's map turned afterwards.")
+    picker_layer, picker_channel = st.columns(2)
+    layer = picker_layer.selectbox("Conv stage", list(layers), key=LENS_LAYER)
+    channels = lens.channel_count(model, layer)
+    orientations = lens.orientations(model)
+    channel = picker_channel.selectbox(
+        f"Channel (0–{channels - 1})", list(range(channels)), key=f"lens_channel_{layer}_{channels}_{orientations}",
+        format_func=lambda number: f"{number}: {lens.channel_name(model, number)}",
+        help="For the C4 model channel c·4 + r is channel c at orientation r·90°." if orientations > 1 else None)
+    shown = lens_maps(fingerprint, digest, degrees, layer, int(channel), model, image)
+    first_col, after_col, gap_col = st.columns(3)
+    first_col.image(shown["rotate_then_convolve"], caption=f"Rotate then convolve: f(rot {degrees}° x)")
+    cycled = ", orientations cycled" if orientations > 1 else ""
+    after_col.image(shown["convolve_then_rotate"], caption=f"Convolve then rotate: rot {degrees}° f(x){cycled}")
+    gap_col.image(shown["difference"], caption="Difference |left − middle|")
+    height, width = shown["shape"]
+    st.caption(f"{layer}, {shown['channel']} ({height}×{width}), after the ReLU, all three on one grey scale "
+               f"(black = 0). This channel's relative error at {degrees}°: {shown['error']:.4f}. Where the stage is "
+               "equivariant the left and middle maps are the same picture and the difference is black.")

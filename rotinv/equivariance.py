@@ -26,14 +26,13 @@ coarse orientation grid, rather than mixing in an arbitrary mislabelling.
 from __future__ import annotations
 
 import math
-import threading
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from rotinv.equivariant import ORIENTATIONS, cycle_orientations
+from rotinv.introspection import hooked_pass
 from rotinv.rotation import rotate_tensor
 
 Cycle = Callable[[torch.Tensor, int], torch.Tensor]
@@ -104,32 +103,12 @@ def feature_cycle(model: nn.Module) -> Cycle | None:
 def conv_features(model: nn.Module, images: torch.Tensor) -> dict[str, torch.Tensor]:
     """{name: ReLU(output)} of each of `model.conv_layers`, for one forward pass on images in [0, 1].
 
-    The hooks sit on the conv modules, which output convolution plus bias; the ReLU the
-    model applies next is applied here, so the maps are what the next layer sees (before
-    any pooling). LeNet5 and C4LeNet both work this way. The model is used as it is
-    (its train/eval mode untouched: it may be shared, and these models have no layer
-    that behaves differently in training); no gradients are recorded.
+    The maps are what the next layer sees (before any pooling), captured by
+    rotinv.introspection.hooked_pass: the package's one way to hook a model, safe when
+    the app's sessions (threads) share it. The model is used as it is (its train/eval
+    mode untouched); no gradients are recorded.
     """
-    captured: dict[str, torch.Tensor] = {}
-    # The app shares one model object between sessions (threads), and a hook fires for
-    # every pass through the module, whoever runs it; a pass runs on its caller's
-    # thread, so keeping only this thread's outputs keeps other passes out.
-    thread = threading.get_ident()
-    handles = []
-    for name in model.conv_layers:
-        def keep(module: nn.Module, inputs: tuple, output: torch.Tensor, name: str = name) -> None:
-            if threading.get_ident() == thread:
-                captured[name] = F.relu(output.detach())
-
-        handles.append(getattr(model, name).register_forward_hook(keep))
-    device = next(model.parameters()).device
-    try:
-        with torch.no_grad():
-            model(images.to(device))
-    finally:
-        for handle in handles:
-            handle.remove()
-    return captured
+    return hooked_pass(model, images)[1]
 
 
 def layer_equivariance_errors(model: nn.Module, image: torch.Tensor, degrees: float) -> dict[str, float]:
@@ -147,6 +126,24 @@ def layer_equivariance_errors(model: nn.Module, image: torch.Tensor, degrees: fl
         name: _relative_error(turned[name], _rotate_features(plain[name], degrees, cycle), plain[name])
         for name in model.conv_layers
     }
+
+
+def output_invariance_error(model: nn.Module, image: torch.Tensor, degrees: float) -> float:
+    """||p(rot x) - p(x)|| / ||p(x)||, p the model's softmax probabilities: how far its OUTPUT is from invariant.
+
+    Invariance, not equivariance: nothing is turned back, the class probabilities should
+    simply stay put. About 0 when the turned digit gets the same probabilities; about
+    1.4 when a confident prediction moves to another confident one. Setting this beside
+    layer_equivariance_errors tells a model that is invariant because its layers are
+    equivariant (C4 at quarter turns) from one that has learned an invariant output
+    while its layers are not (rotation augmentation).
+    """
+    parameter = next(model.parameters(), None)
+    images = _as_batch(image) if parameter is None else _as_batch(image).to(parameter.device)
+    with torch.no_grad():
+        plain = torch.softmax(model(images).float(), dim=-1)
+        turned = torch.softmax(model(rotate_tensor(images, degrees)).float(), dim=-1)
+    return _relative_error(turned, plain, plain)
 
 
 def rotate_then_convolve_vs_convolve_then_rotate(

@@ -38,8 +38,11 @@ from torch import nn
 from rotinv.rotation import rotate_tensor
 
 # Hooks live on the model object, and the app shares one model object between browser
-# sessions (threads). Two overlapping forward passes would each see the other's
-# activations, so hooked passes are serialised; one pass is about a millisecond.
+# sessions (threads). hooked_pass is the one way in this package to capture feature
+# maps, and it guards against other threads twice over: hooked passes are serialised by
+# this lock (one pass is about a millisecond), and each hook keeps only what its own
+# thread computes, so a plain forward pass that another thread runs meanwhile (an
+# evaluation, a prediction: they take no lock) cannot slip its maps into the capture.
 _HOOK_LOCK = threading.Lock()
 
 # Grey level of the lines between tiles: mid-dark, so it reads as a frame both against
@@ -89,37 +92,49 @@ def as_batch(image: torch.Tensor) -> torch.Tensor:
     return image.float()
 
 
-def inspect(model: nn.Module, image: torch.Tensor) -> Inspection:
-    """Probabilities and the post-ReLU maps of every conv stage, from one forward pass.
+def hooked_pass(model: nn.Module, images: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """One forward pass of a batch (N, C, H, W): (logits, {stage: its maps after ReLU, (N, ...)}).
 
-    Forward hooks are registered on the model's own conv modules for the duration of
-    the pass and removed afterwards, whatever happens. The model is used as it is
-    (shipped models are in eval mode); no gradients are recorded.
+    Forward hooks are put on the model's own conv modules for this pass only, and
+    removed afterwards whatever happens. Each stage's output is pre-activation (the
+    network goes on with its ReLU), so the ReLU is applied here, to a copy. Safe on a
+    model shared between threads: see _HOOK_LOCK. The model is used as it is (its
+    train/eval mode untouched: shipped models are in eval mode); no gradients are
+    recorded; the images are moved to the model's device and the results stay there.
     """
     names = conv_layer_names(model)
-    batch = as_batch(image)
     captured: dict[str, torch.Tensor] = {}
+    thread = threading.get_ident()
 
     def hook_for(name: str):
         def hook(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
-            # The stage's output is pre-activation; the network goes on with its ReLU.
-            captured[name] = F.relu(output.detach())[0].clone()
+            if threading.get_ident() == thread:  # not another thread's pass
+                captured[name] = F.relu(output.detach())
 
         return hook
 
+    parameter = next(model.parameters(), None)
+    if parameter is not None:
+        images = images.to(parameter.device)
     with _HOOK_LOCK:
         handles = [getattr(model, name).register_forward_hook(hook_for(name)) for name in names]
         try:
             with torch.no_grad():
-                logits = model(batch)
+                logits = model(images)
         finally:
             for handle in handles:
                 handle.remove()
     missing = [name for name in names if name not in captured]
     if missing:
         raise RuntimeError(f"The forward pass did not go through {', '.join(missing)}.")
-    probabilities = torch.softmax(logits[0].float(), dim=0)
-    return Inspection(probabilities, {name: captured[name] for name in names})
+    return logits, {name: captured[name] for name in names}
+
+
+def inspect(model: nn.Module, image: torch.Tensor) -> Inspection:
+    """Probabilities and the post-ReLU maps of every conv stage, from one forward pass (hooked_pass)."""
+    logits, maps = hooked_pass(model, as_batch(image))
+    probabilities = torch.softmax(logits[0].float(), dim=0).cpu()
+    return Inspection(probabilities, {name: tensor[0].cpu().clone() for name, tensor in maps.items()})
 
 
 def feature_maps(model: nn.Module, image: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -176,3 +176,117 @@ def test_without_mnist_the_canvas_and_kernels_still_work(app, tmp_path, monkeypa
     app.run()
     assert not app.exception, app.exception
     assert metrics(app)["Prediction (upright)"] == "1"
+
+
+# --- 6 · Why: equivariance, layer by layer (the lens) ----------------------------------------------------
+
+LENS_HEADER = "6 · Why: equivariance, layer by layer"
+SHIPPED_LABELS = {"shipped:lenet5": "LeNet-5 (upright training)",
+                  "shipped:lenet5_rotaug": "LeNet-5 + rotation augmentation",
+                  "shipped:lenet5_c4": "C4-equivariant LeNet"}
+
+
+def lens_numbers(at: AppTest) -> dict[str, dict[str, float]]:
+    """The lens's table of errors as shown: {model: {stage: error}}."""
+    [frame] = [table.value for table in at.dataframe if "conv1" in table.value.columns]
+    return {row["model"]: {stage: float(row[stage]) for stage in frame.columns if stage != "model"}
+            for _, row in frame.iterrows()}
+
+
+def lens_chart_specs(at: AppTest) -> list[dict]:
+    import json
+
+    specs = [json.loads(chart.proto.spec) for chart in at.get("vega_lite_chart")]
+    return [spec for spec in specs if "xOffset" in json.dumps(spec) and "stage" in json.dumps(spec)]
+
+
+def image_captions(at: AppTest) -> list[str]:
+    return [picture.caption for image in at.get("image") for picture in image.proto.imgs]
+
+
+def channel_error(at: AppTest) -> float:
+    """The relative error of the one channel shown side by side, as the caption gives it."""
+    import re
+
+    [text] = [text for text in captions(at) if "This channel's relative error" in text]
+    return float(re.search(r"relative error at \d+°: ([0-9]+\.[0-9]+)", text).group(1))
+
+
+def test_the_lens_compares_every_shipped_model_at_a_quarter_turn(app):
+    from rotinv import lens
+    from rotinv.checkpoints import load_checkpoint
+    from rotinv.data import load_mnist
+
+    app.button(key="inside_quick_90").click().run()
+    assert not app.exception, app.exception
+    assert LENS_HEADER in [header.value for header in app.header]
+    assert sorted(app.multiselect(key="lens_models").value) == sorted(SHIPPED_LABELS)
+
+    # One grouped bar chart, coloured by model with the plain names.
+    [spec] = lens_chart_specs(app)
+    bars = spec["layer"][0]
+    assert bars["mark"]["type"] == "bar"
+    assert sorted(bars["encoding"]["color"]["scale"]["domain"]) == sorted(SHIPPED_LABELS.values())
+
+    # The numbers shown are the ones rotinv.lens computes for test image 0 at 90 degrees.
+    shown = lens_numbers(app)
+    assert sorted(shown) == sorted(SHIPPED_LABELS.values())
+    image = load_mnist(train=False, download=False).images[0]
+    for key, label in SHIPPED_LABELS.items():
+        model, _ = load_checkpoint(ROOT / "models" / f"{key.split(':')[1]}.pt")
+        expected = lens.error_table([(label, model)], image, 90)
+        for stage, error in zip(expected["stage"], expected["error"]):
+            assert shown[label][stage] == pytest.approx(error, rel=1e-6, abs=1e-9)
+    assert shown["LeNet-5 (upright training)"]["conv1"] > 0.5
+    assert all(shown["LeNet-5 + rotation augmentation"][stage] > 0.5 for stage in ("conv1", "conv2", "conv3"))
+    assert all(error < 1e-5 for error in shown["C4-equivariant LeNet"].values())
+    assert_caption(app, "**LeNet-5 (upright training)**: conv1")
+    assert_caption(app, "exact permutation of the pixels")
+
+    # The side-by-side maps of the active model (LeNet-5), one channel of conv1: not the same picture.
+    assert {"Rotate then convolve: f(rot 90° x)", "Convolve then rotate: rot 90° f(x)",
+            "Difference |left − middle|"} <= set(image_captions(app))
+    assert_caption(app, "conv1, channel 0 (28×28)")
+    assert channel_error(app) > 0.3
+
+
+def test_with_the_c4_model_active_its_errors_are_zero_at_quarter_turns_only(app):
+    app.session_state["active_model_key"] = "shipped:lenet5_c4"
+    for quick in (90, 180, 270):
+        app.button(key=f"inside_quick_{quick}").click().run()
+        assert not app.exception, app.exception
+        c4 = lens_numbers(app)["C4-equivariant LeNet"]
+        assert all(error < 1e-5 for error in c4.values()), (quick, c4)
+        assert_caption(app, "**C4-equivariant LeNet**: ≈ 0 at every conv stage")
+
+    # The maps of channel 1 of conv3 at orientation 270°: the same picture both ways.
+    app.button(key="inside_quick_90").click().run()
+    app.selectbox(key="lens_layer").set_value("conv3").run()
+    [channel] = [box for box in app.selectbox if box.key.startswith("lens_channel_conv3")]
+    channel.set_value(7).run()
+    assert not app.exception, app.exception
+    assert_caption(app, "conv3, channel 1 at 270° (7×7)")
+    assert channel_error(app) < 1e-4
+    assert "Convolve then rotate: rot 90° f(x), orientations cycled" in image_captions(app)
+
+    # At 45 degrees interpolation and the coarse orientation grid make every error non-zero, and the page says so.
+    app.slider(key="inside_angle").set_value(45).run()
+    assert not app.exception, app.exception
+    shown = lens_numbers(app)
+    assert all(error > 0.05 for model in shown.values() for stage, error in model.items() if stage != "output")
+    assert_caption(app, "not a multiple of 90°")
+
+
+def test_the_lens_with_only_the_active_model_and_with_a_drawing(app):
+    app.multiselect(key="lens_models").set_value([]).run()
+    assert not app.exception, app.exception
+    assert list(lens_numbers(app)) == ["LeNet-5 (upright training)"]  # the active model is always measured
+    assert len(lens_chart_specs(app)) == 1
+
+    app.radio(key="inside_source").set_value("Draw a digit").run()
+    assert not app.exception, app.exception
+    assert any("measure the layers" in info.value for info in app.info)  # nothing drawn yet
+    app.session_state["canvas"] = canvas_state(vertical_stroke())
+    app.button(key="inside_quick_180").click().run()
+    assert not app.exception, app.exception
+    assert lens_numbers(app)["LeNet-5 (upright training)"]["conv1"] > 0.1

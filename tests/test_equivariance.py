@@ -178,3 +178,61 @@ def test_side_by_side_refuses_what_it_cannot_show(lenet, digit):
         rotate_then_convolve_vs_convolve_then_rotate(lenet, digit, 90.0, "conv1", True)
     with pytest.raises(ValueError, match="one image"):
         rotate_then_convolve_vs_convolve_then_rotate(lenet, torch.rand(2, 1, 28, 28), 90.0, "conv1", 0)
+
+
+def test_one_capture_mechanism_for_the_whole_package(lenet, digit):
+    # equivariance and introspection hook models the same way: the same maps, one pass each.
+    from rotinv import introspection
+
+    logits, maps = introspection.hooked_pass(lenet, digit[None])
+    assert torch.equal(conv_features(lenet, digit[None])["conv2"], maps["conv2"])
+    assert torch.equal(introspection.feature_maps(lenet, digit)["conv2"], maps["conv2"][0])
+    with torch.no_grad():
+        assert torch.equal(logits, lenet(digit[None]))
+
+
+def test_a_shared_model_hooked_by_several_threads_captures_each_threads_own_pass(lenet):
+    # Two browser sessions share one model object: each hooked pass must capture its own
+    # images, whatever passes (hooked or plain) other threads run at the same moment.
+    import threading
+
+    from rotinv import introspection
+
+    torch.manual_seed(7)
+    images = [torch.rand(1, 1, 28, 28) for _ in range(3)]
+    with torch.no_grad():
+        expected = [conv_features(lenet, image)["conv3"] for image in images[:2]]
+    failures: list[str] = []
+    start = threading.Barrier(3)
+
+    def measure(which: int, rounds: int = 150) -> None:
+        start.wait()
+        try:
+            for _ in range(rounds):
+                if which == 0:
+                    got = conv_features(lenet, images[0])["conv3"]
+                else:
+                    got = introspection.inspect(lenet, images[1]).feature_maps["conv3"][None]
+                if not torch.equal(got, expected[which]):
+                    failures.append(f"thread {which} captured another pass")
+                    return
+        except Exception as error:  # noqa: BLE001  (a thread's exception would otherwise vanish)
+            failures.append(f"thread {which}: {error!r}")
+
+    def plain_passes(rounds: int = 600) -> None:
+        start.wait()
+        try:
+            with torch.no_grad():
+                for _ in range(rounds):
+                    lenet(images[2])  # an evaluation elsewhere in the app: no hooks, no lock
+        except Exception as error:  # noqa: BLE001
+            failures.append(f"plain passes: {error!r}")
+
+    threads = [threading.Thread(target=measure, args=(0,)), threading.Thread(target=measure, args=(1,)),
+               threading.Thread(target=plain_passes)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not failures, failures
+    assert not any(module._forward_hooks for module in lenet.modules())

@@ -1,0 +1,200 @@
+"""The lens: equivariance, layer by layer, for several models at once (data, charts, words).
+
+Pure functions for the "Why: equivariance, layer by layer" section of the Inside page.
+They measure with rotinv.equivariance (which hooks the models through
+rotinv.introspection.hooked_pass) and return frames, arrays, Altair charts and
+sentences; nothing here knows about Streamlit.
+
+For one image x and one angle θ, each conv stage f (the network up to that stage,
+after its ReLU) gets its equivariance error
+
+    || f(rot_θ x) - rot_θ f(x) || / || f(x) ||
+
+(C4 models' orientation channels cycled as well), and the model's class probabilities p
+their invariance error || p(rot_θ x) - p(x) || / || p(x) ||: the stage called "output".
+Every number shown is computed here from the model; none is typed in.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import altair as alt
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from rotinv.equivariance import (
+    layer_equivariance_errors,
+    output_invariance_error,
+    rotate_then_convolve_vs_convolve_then_rotate,
+)
+from rotinv.equivariant import ORIENTATIONS
+from rotinv.introspection import kernels
+from rotinv.rotation import quarter_turns
+
+OUTPUT = "output"  # the stage name of the probabilities' invariance error
+EQUIVARIANCE, INVARIANCE = "equivariance", "invariance"
+# Below this an error is "0" up to float arithmetic: the C4 model at quarter turns gives ~1e-7.
+NEAR_ZERO = 1e-4
+PALETTE = ("#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2", "#9d755d", "#bab0ac")
+LABEL_SIZE, TITLE_SIZE = 15, 16
+
+
+def error_table(models: Sequence[tuple[str, nn.Module]], image: torch.Tensor, degrees: float,
+                output: bool = True) -> pd.DataFrame:
+    """One row per (model, stage): model, stage, measure, error, in the order given.
+
+    `models` are (name, model) pairs, names unique (they label the bars). Stages are each
+    model's conv_layers, then "output" (the probabilities' invariance error) if `output`.
+    """
+    names = [name for name, _ in models]
+    if len(set(names)) != len(names):
+        raise ValueError(f"Model names must be unique, got {names}.")
+    rows = []
+    for name, model in models:
+        for stage, error in layer_equivariance_errors(model, image, degrees).items():
+            rows.append({"model": name, "stage": stage, "measure": EQUIVARIANCE, "error": error})
+        if output:
+            rows.append({"model": name, "stage": OUTPUT, "measure": INVARIANCE,
+                         "error": output_invariance_error(model, image, degrees)})
+    return pd.DataFrame(rows, columns=["model", "stage", "measure", "error"])
+
+
+def wide_table(table: pd.DataFrame) -> pd.DataFrame:
+    """The error table as one row per model (in order) and one column per stage (in order)."""
+    models = list(dict.fromkeys(table["model"]))
+    stages = list(dict.fromkeys(table["stage"]))
+    wide = table.pivot(index="model", columns="stage", values="error")
+    return wide.reindex(index=models, columns=stages).rename_axis(index="model", columns=None).reset_index()
+
+
+def error_chart(table: pd.DataFrame) -> alt.LayerChart:
+    """Grouped bars: one group per stage (conv1, conv2, ..., output), one bar per model, coloured by model.
+
+    Each bar carries its value, so a bar of height 0 (the C4 model at a quarter turn) still
+    reads as a measured 0.00 rather than a missing model.
+    """
+    models = list(dict.fromkeys(table["model"]))
+    stages = list(dict.fromkeys(table["stage"]))
+    colors = [PALETTE[i % len(PALETTE)] for i in range(len(models))]
+    frame = table.assign(shown=table["error"].where(np.isfinite(table["error"])))
+    base = alt.Chart(frame).encode(
+        x=alt.X("stage:N", sort=stages, title=None,
+                axis=alt.Axis(labelAngle=0, labelFontSize=LABEL_SIZE, titleFontSize=TITLE_SIZE)),
+        xOffset=alt.XOffset("model:N", sort=models),
+        y=alt.Y("shown:Q", title="Relative error",
+                axis=alt.Axis(labelFontSize=LABEL_SIZE - 2, titleFontSize=TITLE_SIZE, tickCount=5)),
+        tooltip=[alt.Tooltip("model:N", title="Model"), alt.Tooltip("stage:N", title="Stage"),
+                 alt.Tooltip("measure:N", title="Measures"),
+                 alt.Tooltip("error:Q", title="Relative error", format=".4f")],
+    )
+    bars = base.mark_bar().encode(
+        color=alt.Color("model:N", sort=models, title=None, scale=alt.Scale(domain=models, range=colors),
+                        legend=alt.Legend(orient="top", direction="vertical", labelFontSize=LABEL_SIZE,
+                                          labelLimit=420, symbolSize=160)),
+    )
+    values = base.mark_text(dy=-8, fontSize=11, color="#333333").encode(text=alt.Text("shown:Q", format=".2f"))
+    return alt.layer(bars, values)
+
+
+def orientations(model: nn.Module) -> int:
+    """How many orientations each channel of the model's conv stages comes in (4 for C4, else 1)."""
+    return int(getattr(model, "feature_orientations", 1))
+
+
+def channel_count(model: nn.Module, layer: str) -> int:
+    """How many feature maps a conv stage outputs (C * 4 for a C4 model)."""
+    return int(kernels(model, layer).shape[0])
+
+
+def channel_name(model: nn.Module, channel: int) -> str:
+    """'channel 5', or for C4 models 'channel 1 at 90°' (channel c * 4 + r is channel c at r · 90°)."""
+    if orientations(model) == ORIENTATIONS:
+        c, r = divmod(int(channel), ORIENTATIONS)
+        return f"channel {c} at {r * 90}°"
+    return f"channel {int(channel)}"
+
+
+def joint_pictures(map_a: torch.Tensor | np.ndarray, map_b: torch.Tensor | np.ndarray,
+                   scale: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Two maps and |a - b| as uint8 pictures on ONE common grey scale (0 -> black, the larger max -> white).
+
+    A shared scale is what makes "equal" look equal: stretched each on its own, two maps of
+    different strength would look alike. Upscaled by `scale` whole pixels.
+    """
+    a = np.nan_to_num(np.asarray(map_a, dtype=np.float64))
+    b = np.nan_to_num(np.asarray(map_b, dtype=np.float64))
+    if a.shape != b.shape or a.ndim != 2:
+        raise ValueError(f"Expected two maps (H, W) of one shape, got {a.shape} and {b.shape}.")
+    top = max(float(np.abs(a).max()), float(np.abs(b).max()))
+    top = top if top > 0 else 1.0
+
+    def picture(values: np.ndarray) -> np.ndarray:
+        pixels = np.rint(np.clip(values / top, 0.0, 1.0) * 255.0).astype(np.uint8)
+        return pixels.repeat(scale, axis=0).repeat(scale, axis=1)
+
+    return picture(a), picture(b), picture(np.abs(a - b))
+
+
+def side_by_side(model: nn.Module, image: torch.Tensor, degrees: float, layer: str, channel: int,
+                 size: int = 196) -> dict:
+    """One channel of one stage, "rotate then convolve" beside "convolve then rotate".
+
+    Returns the three pictures of joint_pictures (about `size` pixels wide), the channel's
+    own relative error ||a - b|| / ||b|| and its name.
+    """
+    map_a, map_b = rotate_then_convolve_vs_convolve_then_rotate(model, image, degrees, layer, channel)
+    scale = max(1, size // max(map_a.shape))
+    rotate_first, rotate_after, difference = joint_pictures(map_a.numpy(), map_b.numpy(), scale)
+    reference = float(torch.linalg.vector_norm(map_b.double()))
+    gap = float(torch.linalg.vector_norm((map_a - map_b).double()))
+    error = (0.0 if gap == 0 else math.inf) if reference == 0 else gap / reference
+    return {"rotate_then_convolve": rotate_first, "convolve_then_rotate": rotate_after, "difference": difference,
+            "error": error, "channel": channel_name(model, channel), "shape": tuple(map_a.shape)}
+
+
+def _number(error: float) -> str:
+    if not math.isfinite(error):
+        return "∞"
+    return f"{error:.2g}" if 0 < error < 0.01 else f"{error:.2f}"
+
+
+def summary(table: pd.DataFrame, degrees: float) -> str:
+    """What the measured errors say at this angle, in a few sentences, every number from `table`."""
+    degrees = float(degrees)
+    turns = quarter_turns(degrees)
+    if table.empty:
+        return "No model to measure."
+    if turns == 0:
+        return (f"At {degrees:g}° nothing is turned, so every error is 0 by definition. Turn the digit "
+                "(section 2) to compare the models.")
+    parts = []
+    for model, rows in table.groupby("model", sort=False):
+        layers = rows[rows["measure"] == EQUIVARIANCE]
+        output = rows[rows["measure"] == INVARIANCE]
+        worst = float(layers["error"].max()) if len(layers) else math.nan
+        first = layers.iloc[0] if len(layers) else None
+        said = f"**{model}**: "
+        if turns is not None and len(layers) and worst < NEAR_ZERO:
+            said += f"≈ 0 at every conv stage (largest {worst:.1e})"
+        elif first is not None:
+            said += (f"{first['stage']} {_number(float(first['error']))}, largest {_number(worst)}"
+                     f" ({layers.loc[layers['error'].idxmax(), 'stage']})")
+        if len(output):
+            said += f"; output {_number(float(output['error'].iloc[0]))}"
+        parts.append(said)
+    measured = "; ".join(parts) + "."
+    if turns is not None:
+        note = (f"A turn of {degrees:g}° is an exact permutation of the pixels (no interpolation), so a "
+                "layer that commutes with it scores 0 up to float rounding.")
+    else:
+        note = (f"{degrees:g}° is not a multiple of 90°: turning a 28×28 grid by it resamples every pixel "
+                "(bilinear interpolation, done twice here) and cuts off corners, and a C4 model's four "
+                "orientations can only follow quarter turns (they are cycled by the nearest one). So at this "
+                "angle every model's error is above 0, the C4 model's included: compare the models with each "
+                "other, not with zero.")
+    return f"At {degrees:g}°: {measured} {note}"
+
