@@ -212,7 +212,7 @@ class TrainingRun:
         return self.history[-1].step if self.history else 0
 
     def label(self) -> str:
-        arch = "LeNet-5" if self.config.arch == "lenet5" else self.config.arch
+        arch = {"lenet5": "LeNet-5", "lenet5_c4": "C4 LeNet"}.get(self.config.arch, self.config.arch)
         parts = [arch, f"{self.train_images:,} images",
                  f"{self.config.epochs} epoch" + ("s" if self.config.epochs != 1 else ""),
                  f"seed {self.config.seed}"]

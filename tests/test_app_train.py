@@ -5,7 +5,6 @@ import copy
 import os
 
 import pytest
-import torch
 
 import app_shared
 from rotinv.checkpoints import state_dict_bytes
