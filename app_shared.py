@@ -264,30 +264,6 @@ def finish_interrupted_training() -> ModelEntry | None:
 
 PAGE_CONFIG = dict(page_title="rotinv: is a CNN rotation invariant?", page_icon=":material/rotate_right:",
                    layout="wide")
-_MAIN_SCRIPT_RUNNING = "_main_script_running"
-
-
-def run_page(page) -> None:
-    """Run the navigation's page, remembering for page_frame() that the main script drew the frame."""
-    st.session_state[_MAIN_SCRIPT_RUNNING] = True
-    try:
-        page.run()
-    finally:
-        st.session_state.pop(_MAIN_SCRIPT_RUNNING, None)
-
-
-def page_frame() -> None:
-    """Every page calls this first: it draws the page setup and sidebar if nobody has.
-
-    Normally streamlit_app.py has. But Streamlit runs a page file on its own, without the
-    main script, when it treats the folder pages/ the old way (a server's first request
-    for a page's URL; every AppTest run after the first), and the page must still work.
-    """
-    if not st.session_state.get(_MAIN_SCRIPT_RUNNING):
-        st.set_page_config(**PAGE_CONFIG)
-        sidebar()
-
-
 
 
 def _choose_model() -> None:

@@ -6,11 +6,14 @@ import app_shared
 
 st.set_page_config(**app_shared.PAGE_CONFIG)
 
+# The page files live in app_pages/, not pages/: a folder named pages/ beside the entry
+# point makes Streamlit serve each page file on its own (no sidebar, no layout) to a
+# first visitor who opens a page's URL directly, until st.navigation has run once.
 pages = [
-    st.Page("pages/1_train.py", title="Train", icon=":material/model_training:", default=True),
-    st.Page("pages/2_sweep.py", title="Rotation sweep", icon=":material/rotate_90_degrees_ccw:"),
-    st.Page("pages/3_inside.py", title="Inside the network", icon=":material/grid_view:"),
+    st.Page("app_pages/1_train.py", title="Train", icon=":material/model_training:", default=True),
+    st.Page("app_pages/2_sweep.py", title="Rotation sweep", icon=":material/rotate_90_degrees_ccw:"),
+    st.Page("app_pages/3_inside.py", title="Inside the network", icon=":material/grid_view:"),
 ]
 page = st.navigation(pages)
 app_shared.sidebar()
-app_shared.run_page(page)
+page.run()

@@ -17,7 +17,7 @@ from rotinv.data import DATA_ROOT_ENV, mnist_available
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = ROOT / "streamlit_app.py"
-PAGE = "pages/3_inside.py"
+PAGE = "app_pages/3_inside.py"
 SHIPPED_LENET = ROOT / "models" / "lenet5.pt"
 TIMEOUT = 180  # seconds per run: the first one loads MNIST and the models on a busy machine
 

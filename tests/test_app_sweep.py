@@ -9,7 +9,7 @@ import json
 import app_shared
 from rotinv.evaluation import evaluate
 
-SWEEP = "pages/2_sweep.py"
+SWEEP = "app_pages/2_sweep.py"
 
 
 def open_sweep(at, start=0, stop=180, step=90):

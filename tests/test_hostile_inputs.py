@@ -240,8 +240,8 @@ def test_any_angle_range_is_a_list_or_a_clear_value_error(start, stop, step):
 
 # --- the same, through the app --------------------------------------------------------------
 
-TRAIN = "pages/1_train.py"
-SWEEP = "pages/2_sweep.py"
+TRAIN = "app_pages/1_train.py"
+SWEEP = "app_pages/2_sweep.py"
 UPLOADER = "upload_checkpoint"
 
 

@@ -21,7 +21,6 @@ UPLOAD_MESSAGE = "upload_message"
 ARCH_NAMES = {"lenet5": "LeNet-5 (the report's network)", "lenet5_c4": "C4-equivariant LeNet (rotation-invariant by construction)"}
 REPORT_BY_OUR_ANGLE = {row.our_angle: row for row in REPORT_TABLE2}
 
-app_shared.page_frame()
 st.title("Train LeNet-5 on upright digits")
 st.markdown(
     "LeNet-5 learns MNIST's handwritten digits the way they were written: **upright**. "

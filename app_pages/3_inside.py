@@ -22,7 +22,6 @@ SCROLL_HEIGHT = 560  # pixels; taller pictures scroll inside a box of this heigh
 
 LENS_MODELS, LENS_LAYER = "lens_models", "lens_layer"
 
-app_shared.page_frame()
 st.session_state.setdefault(ANGLE, 0)
 st.session_state.setdefault(INDEX, 0)
 

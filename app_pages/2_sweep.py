@@ -12,7 +12,6 @@ from rotinv.rotation import INTERPOLATIONS, rotate_tensor
 
 TTA_CHOICES = (1, 4, 8, 12)
 
-app_shared.page_frame()
 st.title("Rotation sweep")
 st.markdown(
     "Turn every one of MNIST's test digits by the same angle and count how many the model still "
