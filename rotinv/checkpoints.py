@@ -107,13 +107,15 @@ def metadata_path(checkpoint: str | os.PathLike) -> Path:
 # --- loading ----------------------------------------------------------------------------
 
 
+def _too_large(size: int) -> str:
+    return (f"The file is {size / 2**20:.1f} MB, more than a checkpoint of these models can be "
+            f"({MAX_CHECKPOINT_BYTES // 2**20} MB).")
+
+
 def read_state_dict(payload: bytes) -> dict[str, torch.Tensor]:
     """Bytes of a .pt file to a state_dict of tensors, refusing anything that is not data."""
     if len(payload) > MAX_CHECKPOINT_BYTES:
-        raise CheckpointError(
-            f"The file is {len(payload) / 2**20:.1f} MB, more than a checkpoint of these models can be "
-            f"({MAX_CHECKPOINT_BYTES // 2**20} MB)."
-        )
+        raise CheckpointError(_too_large(len(payload)))
     if len(payload) == 0:
         raise CheckpointError("The file is empty; it is not a PyTorch checkpoint.")
     try:
@@ -202,10 +204,7 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[nn.Module, dict]:
     if not path.is_file():
         raise CheckpointError(f"There is no checkpoint file at {path}.")
     if path.stat().st_size > MAX_CHECKPOINT_BYTES:
-        raise CheckpointError(
-            f"{path.name} is larger than any checkpoint of these models can be "
-            f"({MAX_CHECKPOINT_BYTES // 2**20} MB)."
-        )
+        raise CheckpointError(_too_large(path.stat().st_size))
     try:
         payload = path.read_bytes()
     except OSError as error:

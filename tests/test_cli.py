@@ -31,7 +31,9 @@ def test_train_writes_checkpoint_and_metadata_that_sweep_reads(tmp_path):
     assert metadata["architecture"] == "lenet5" and metadata["training"]["seed"] == 3
     assert metadata["data"]["train_images"] == 1000
     assert set(metadata["test"]["by_angle"]) == {"0", "90", "180", "270", "360"}
-    assert metadata["test"]["by_angle"]["0"] == metadata["test"]["by_angle"]["360"]
+    upright, full_turn = metadata["test"]["by_angle"]["0"], metadata["test"]["by_angle"]["360"]
+    assert (upright["loss"], upright["accuracy"]) == (full_turn["loss"], full_turn["accuracy"])
+    assert metadata["training"]["torch_threads"] >= 1
     model, _ = load_checkpoint(out)
     result = run_cli("sweep", "--model", str(out), "--angles", "0,90", "--format", "json",
                      data_root=real_data_root(), check=True)
