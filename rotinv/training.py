@@ -130,7 +130,11 @@ def train(
 
     steps_per_epoch = math.ceil(len(images) / config.batch_size)
     total_steps = steps_per_epoch * config.epochs
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+    # foreach: Adam's update as one C++ loop over the parameter tensors instead of a Python
+    # loop issuing ~8 ops per tensor; the same arithmetic, so the weights are identical bit
+    # for bit (fused=True is faster still, but rounds differently: a seed would no longer
+    # reproduce the shipped checkpoints).
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate, foreach=True)
     scheduler = (
         torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
         if config.schedule == "cosine"
