@@ -223,7 +223,10 @@ def angle_range(start: float, stop: float, step: float) -> list[float]:
         raise ValueError(f"The angle step must be greater than 0, got {step}.")
     if stop < start:
         raise ValueError(f"The last angle ({stop}) must not be below the first ({start}).")
-    count = int(math.floor((stop - start) / step + 1e-9)) + 1
+    span = (stop - start) / step
+    if not math.isfinite(span) or span + 1 > MAX_ANGLES:  # count before building the list
+        raise ValueError(f"At most {MAX_ANGLES} angles at a time; {start:g} to {stop:g} every {step:g}° is too many.")
+    count = int(math.floor(span + 1e-9)) + 1
     return validate_angles([round(start + i * step, 6) for i in range(count)])
 
 
