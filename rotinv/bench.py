@@ -583,7 +583,7 @@ class Bench:
                   f"steps of the sweep, the notebook baseline and the training "
                   f"(range {min(rates):.0f}-{max(rates):.0f}; {quietest:.0f} "
                   f"best of 3 at the end); {self.s.matmul_size}x{self.s.matmul_size} torch.mm, "
-                  f"{torch.get_num_threads()} threads")
+                  f"{torch.get_num_threads()} thread{'s' if torch.get_num_threads() != 1 else ''}")
         r.conditions.append(f"At the end: {load_now()}; {other_processes()}.")
         return r
 
