@@ -1,10 +1,17 @@
 """rotinv: is a CNN rotation invariant? The app's entry point: page setup, navigation, sidebar."""
 
 import streamlit as st
+import torch
 
 import app_shared
+from rotinv.limits import torch_threads
 
 st.set_page_config(**app_shared.PAGE_CONFIG)
+try:
+    if (threads := torch_threads()) is not None and torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)  # process-wide; set once, before any session computes
+except ValueError as error:
+    st.warning(f"{error} Using torch's default thread count.")
 
 # The page files live in app_pages/, not pages/: a folder named pages/ beside the entry
 # point makes Streamlit serve each page file on its own (no sidebar, no layout) to a

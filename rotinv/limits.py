@@ -56,3 +56,19 @@ def train_size_choices(limits: TrainingLimits, sizes: tuple[int, ...] = (2_000, 
     """The training-set sizes to offer: the usual ones that fit under the cap, and the cap itself."""
     choices = sorted({size for size in sizes if size <= limits.max_train_images} | {limits.max_train_images})
     return choices
+
+
+TORCH_THREADS_ENV = "ROTINV_TORCH_THREADS"
+
+
+def torch_threads(environ: Mapping[str, str] | None = None) -> int | None:
+    """$ROTINV_TORCH_THREADS as a thread count for torch, or None to keep torch's own choice.
+
+    One thread suits a shared server: every browser session runs in its own thread, and
+    torch's OpenMP threads from several sessions on two cores mostly wait for each other
+    (BENCHMARKS.md measured one thread faster than two on a loaded 2-core machine).
+    """
+    environ = os.environ if environ is None else environ
+    if not environ.get(TORCH_THREADS_ENV, "").strip():
+        return None
+    return _read_cap(environ, TORCH_THREADS_ENV, 1, 256)

@@ -158,3 +158,13 @@ def test_without_any_model_the_page_says_what_to_do(new_app, tmp_path, monkeypat
     assert any("no shipped model" in info.value for info in at.info)
     assert any("No model yet" in warning.value for warning in at.sidebar.warning)
     assert at.button(key="train_button")  # training is still offered
+
+
+def test_torch_threads_setting():
+    from rotinv.limits import torch_threads
+
+    assert torch_threads({}) is None
+    assert torch_threads({"ROTINV_TORCH_THREADS": "1"}) == 1
+    for bad in ("0", "two", "-1"):
+        with pytest.raises(ValueError, match="ROTINV_TORCH_THREADS"):
+            torch_threads({"ROTINV_TORCH_THREADS": bad})
