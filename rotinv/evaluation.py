@@ -227,7 +227,8 @@ def angle_range(start: float, stop: float, step: float) -> list[float]:
     if not math.isfinite(span) or span + 1 > MAX_ANGLES:  # count before building the list
         raise ValueError(f"At most {MAX_ANGLES} angles at a time; {start:g} to {stop:g} every {step:g}° is too many.")
     count = int(math.floor(span + 1e-9)) + 1
-    return validate_angles([round(start + i * step, 6) for i in range(count)])
+    # Ten significant digits: 0.1 * 3 shows as 0.3, and no angle a person types loses anything.
+    return validate_angles([float(f"{start + i * step:.10g}") for i in range(count)])
 
 
 class RotationPooled(nn.Module):

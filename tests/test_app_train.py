@@ -45,6 +45,8 @@ def test_the_shipped_model_is_active_with_its_numbers_beside_the_report(new_app,
 
 
 def test_training_through_the_button_keeps_the_model_in_this_session_only(new_app, mnist_test):
+    models_dir = app_shared.models_dir()
+    before = {path.name: path.read_bytes() for path in models_dir.iterdir()}
     at = new_app().run()
     at.select_slider(key="train_size").set_value(2_000)
     at.number_input(key="train_epochs").set_value(1)
@@ -65,6 +67,8 @@ def test_training_through_the_button_keeps_the_model_in_this_session_only(new_ap
     assert final == f"{100 * expected:.2f}%"
     assert expected > 0.5  # well above chance after 32 steps
     assert any(button.label.startswith("Download") for button in at.download_button)
+    # the app never writes into models/: the shipped files are exactly as they were
+    assert {path.name: path.read_bytes() for path in models_dir.iterdir()} == before
 
     # Another browser session sees the shipped models, not this one's.
     other = new_app().run()
