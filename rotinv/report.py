@@ -57,7 +57,7 @@ def table2(results: Mapping[float, AngleResult]) -> list[dict]:
     for row in REPORT_TABLE2:
         ours = results[row.our_angle]
         rows.append({
-            "Rotation": f"{row.report_angle}° clockwise",
+            "Rotation": f"{row.report_angle}° clockwise" if row.report_angle % 360 else "360° (a full turn)",
             "Report angle": row.report_angle,
             "Our angle (ccw)": row.our_angle,
             "Report loss": row.loss,
