@@ -1106,9 +1106,8 @@ def markdown(report: Report, command: str) -> str:
         "## Conditions",
         "",
         *[f"- {line}" for line in report.conditions],
-        "- The machine is shared: other engineers were training models and running the app at the "
-        "same time, so absolute rates are low and noisy, and the free capacity changed by a factor of "
-        "several within minutes. Each percentage divides by the median of fp32 matmul samples taken "
+        "- The machine may be shared (the load averages above say how busy it was), and its free "
+        "capacity can change by a factor of several within minutes. Each percentage divides by the median of fp32 matmul samples taken "
         "between that workload's own steps (one torch.mm after every sweep angle, one every ~80 training "
         "steps; the sampling time is left out of the workload's time), so rate and roofline were measured "
         "under the same load. Those percentages, not the absolute rates, are the numbers to compare.",
