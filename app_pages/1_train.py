@@ -11,7 +11,7 @@ import torch
 import app_shared
 from rotinv import charts
 from rotinv.checkpoints import MAX_CHECKPOINT_BYTES, CheckpointError, load_checkpoint_bytes, state_dict_bytes
-from rotinv.limits import training_limits, train_size_choices
+from rotinv.limits import MNIST_TRAIN_IMAGES, training_limits, train_size_choices
 from rotinv.models import ARCHITECTURES, build_model, count_parameters
 from rotinv.report import CHECKPOINT_ANGLES, REPORT_TABLE1, REPORT_TABLE2, table1, table2
 from rotinv.training import TrainConfig, train
@@ -146,7 +146,7 @@ def training_form(limits) -> tuple[TrainConfig, int] | None:
         sizes = train_size_choices(limits)
         size = st.select_slider("Training images", sizes, value=10_000 if 10_000 in sizes else sizes[0],
                                 format_func=lambda n: f"{n:,}", key="train_size",
-                                help=f"The first N of MNIST's {len(train_split):,} training images. Fewer is quicker.")
+                                help=f"The first N of MNIST's {MNIST_TRAIN_IMAGES:,} training images. Fewer is quicker.")
         epochs = st.number_input("Epochs", min_value=1, max_value=limits.max_epochs, value=1, step=1,
                                  key="train_epochs", help=f"At most {limits.max_epochs} here.")
         lr = st.select_slider("Learning rate (Adam)", [0.0001, 0.0003, 0.001, 0.003, 0.01], value=0.001,
@@ -229,15 +229,21 @@ except ValueError as error:
     st.error(f"Training is switched off on this server because a limit is misconfigured: {error}",
              icon=":material/block:")
 
-train_split = app_shared.mnist_split(train=True)
-if limits is not None and train_split is None:
-    st.error(f"Training needs the MNIST training images. {app_shared.data_problem() or ''}",
-             icon=":material/database:")
+# The 60,000 training images (188 MB as float32) are loaded when someone trains, not on
+# every first visit: most visitors only look at the shipped model.
+data_problem = app_shared.data_problem()
+if limits is not None and data_problem:
+    st.error(f"Training needs the MNIST training images. {data_problem}", icon=":material/database:")
 elif limits is not None:
     settings_column, result_column = st.columns([1, 2], gap="large")
     with settings_column:
         request = training_form(limits)
-    if request is not None:
+    train_split = app_shared.mnist_split(train=True) if request is not None else None
+    if request is not None and train_split is None:
+        with result_column:
+            st.error("The MNIST training images could not be loaded. Check the data root named in the sidebar.",
+                     icon=":material/database:")
+    elif request is not None:
         run_training(*request, train_split, result_column)
     else:
         last_run = st.session_state.get(app_shared.TRAINING_RUN)
