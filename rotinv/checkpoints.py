@@ -59,14 +59,6 @@ def _write_temporary(path: Path, payload: bytes) -> Path:
     return Path(name)
 
 
-def atomic_write_bytes(path: str | os.PathLike, payload: bytes) -> None:
-    """Replace `path` with `payload` so that readers see the old file or the new, never half."""
-    path = Path(path)
-    temporary = _write_temporary(path, payload)
-    os.replace(temporary, path)
-    _fsync_directory(path.parent)
-
-
 def state_dict_bytes(model: nn.Module) -> bytes:
     buffer = io.BytesIO()
     torch.save({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, buffer)
