@@ -1,16 +1,19 @@
 """MNIST as in-memory tensors, where it is looked for, and turning a drawing into MNIST.
 
 The data root is, in order: an explicit argument (the CLI's --data-root), the
-environment variable ROTINV_DATA_ROOT, or a per-user cache directory. torchvision keeps
-MNIST under ROOT/MNIST/raw/. A root that already holds the files is only read, so a
-read-only root works.
+environment variable ROTINV_DATA_ROOT, or a per-user cache directory. MNIST lives under
+ROOT/MNIST/raw/ as torchvision's download leaves it; the files are read here directly
+(torchvision is imported only to download them). A root that already holds the files is
+only read, so a read-only root works.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +43,15 @@ class Split:
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    @cached_property
+    def sha256(self) -> str:
+        """A content hash of the images and labels, for results that are only valid for this data."""
+        digest = hashlib.sha256()
+        for tensor in (self.images, self.labels):
+            digest.update(str(tuple(tensor.shape)).encode() + str(tensor.dtype).encode())
+            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+        return digest.hexdigest()
 
     def subset(self, size: int | None) -> "Split":
         """The first `size` examples (all of them for None)."""
@@ -100,28 +112,56 @@ def load_mnist(
     train: bool, root: str | os.PathLike | None = None, download: bool = True
 ) -> Split:
     """Load one MNIST split as tensors, downloading it into the root when missing and allowed."""
-    from torchvision.datasets import MNIST  # torchvision imports are slow; only when needed
-
     path = resolve_data_root(root)
     name = "train" if train else "test"
     if not mnist_available(path):
         if not download:
             raise DataUnavailableError(_how_to_fix(path))
         try:
+            from torchvision.datasets import MNIST  # only to download; slow to import
+
             path.mkdir(parents=True, exist_ok=True)
             MNIST(str(path), train=train, download=True)
         except Exception as error:  # offline, read-only, proxy...: all mean the same to the user
             raise DataUnavailableError(f"{_how_to_fix(path)} (download failed: {_reason(error)})") from None
+    raw = path / "MNIST" / "raw"
+    prefix = "train" if train else "t10k"
     try:
-        dataset = MNIST(str(path), train=train, download=False)
-    except Exception as error:
+        pixels = read_idx(raw / f"{prefix}-images-idx3-ubyte", dimensions=3)
+        labels = read_idx(raw / f"{prefix}-labels-idx1-ubyte", dimensions=1)
+        if pixels.shape[1:] != (MNIST_SIZE, MNIST_SIZE) or len(pixels) != len(labels):
+            raise ValueError(f"{len(pixels)} images of {pixels.shape[1:]} pixels but {len(labels)} labels; "
+                             f"MNIST has one label per {MNIST_SIZE} x {MNIST_SIZE} image")
+        if labels.size and labels.max() > 9:
+            raise ValueError(f"a label is {int(labels.max())}; MNIST's are the digits 0-9")
+    except (OSError, ValueError) as error:
         raise DataUnavailableError(
-            f"The MNIST files in {path / 'MNIST' / 'raw'} could not be read "
-            f"({type(error).__name__}: {error}). Delete them to download again, or fix "
-            f"{DATA_ROOT_ENV}."
+            f"The MNIST files in {raw} could not be read ({error}). Delete them to download again, "
+            f"or point {DATA_ROOT_ENV} at a good copy."
         ) from None
-    images = dataset.data.unsqueeze(1).float().div_(255.0)
-    return Split(name, images, dataset.targets.long())
+    images = torch.from_numpy(pixels).unsqueeze(1).float().div_(255.0)
+    return Split(name, images, torch.from_numpy(labels.astype(np.int64)))
+
+
+IDX_UNSIGNED_BYTE = 0x08
+
+
+def read_idx(path: Path, dimensions: int) -> np.ndarray:
+    """An IDX file of unsigned bytes (MNIST's format) as a uint8 array, its header checked.
+
+    The header is two zero bytes, the element type (0x08 for unsigned bytes), the number
+    of dimensions, then each size as a big-endian 32-bit integer; the bytes follow.
+    """
+    data = np.fromfile(path, dtype=np.uint8)  # writable, so torch can share it without a copy
+    header = 4 + 4 * dimensions
+    head = data[:header].tobytes()
+    if len(data) < header or head[:4] != bytes([0, 0, IDX_UNSIGNED_BYTE, dimensions]):
+        raise ValueError(f"{path.name} is not an IDX file of {dimensions}-dimensional unsigned bytes")
+    shape = tuple(int.from_bytes(head[4 + 4 * i : 8 + 4 * i], "big") for i in range(dimensions))
+    expected = header + int(np.prod(shape, dtype=np.int64))
+    if len(data) != expected:
+        raise ValueError(f"{path.name} has {len(data):,} bytes, but its header promises {expected:,}")
+    return data[header:].reshape(shape)
 
 
 # --- a drawing to an MNIST-like digit ------------------------------------------------

@@ -211,6 +211,44 @@ def test_data_roots_that_cannot_work_say_why(tmp_path):
         load_mnist(False, tmp_path / "empty", download=False)
 
 
+def _mnist_copy(tmp_path: Path) -> Path:
+    source = Path(real_data_root()) / "MNIST" / "raw"
+    raw = tmp_path / "copy" / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name in ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+        (raw / name).write_bytes((source / name).read_bytes())
+    for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"):
+        (raw / name).write_bytes(b"")  # present, so nothing tries to download
+    return raw
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda data: data[: len(data) // 2], "header promises"),  # a download cut short
+    (lambda data: b"PK\x03\x04" + data[4:], "not an IDX file"),  # something else under the name
+    (lambda data: data[:4] + (5_000).to_bytes(4, "big") + data[8:], "header promises"),  # wrong count
+    (lambda data: b"", "not an IDX file"),
+])
+def test_damaged_mnist_files_are_a_clear_message(tmp_path, damage, message):
+    raw = _mnist_copy(tmp_path)
+    images = raw / "t10k-images-idx3-ubyte"
+    images.write_bytes(damage(images.read_bytes()))
+    with pytest.raises(DataUnavailableError, match=message) as caught:
+        load_mnist(False, raw.parent.parent, download=False)
+    assert "t10k-images-idx3-ubyte" in str(caught.value) and "Delete them" in str(caught.value)
+
+
+def test_labels_that_do_not_fit_the_images_are_a_clear_message(tmp_path):
+    raw = _mnist_copy(tmp_path)
+    labels = raw / "t10k-labels-idx1-ubyte"
+    data = labels.read_bytes()
+    labels.write_bytes(data[:4] + (9_999).to_bytes(4, "big") + data[8:-1])  # one label short
+    with pytest.raises(DataUnavailableError, match="10000 images .* but 9999 labels"):
+        load_mnist(False, raw.parent.parent, download=False)
+    labels.write_bytes(data[:-1] + bytes([42]))  # a label that is no digit
+    with pytest.raises(DataUnavailableError, match="a label is 42"):
+        load_mnist(False, raw.parent.parent, download=False)
+
+
 # --- fuzzing the parsers ----------------------------------------------------------------------
 
 
