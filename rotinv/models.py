@@ -22,6 +22,42 @@ def normalize(images: torch.Tensor) -> torch.Tensor:
     return (images - MNIST_MEAN) / MNIST_STD
 
 
+def conv_relu(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    """relu(conv(x)): in inference on the CPU, one oneDNN call with the ReLU fused in.
+
+    The fused call runs the same oneDNN convolution F.conv2d runs on the CPU and applies
+    the ReLU to its output before storing it: the same numbers bit for bit (tested), and
+    one pass less over the biggest activations, a third of a sweep's time. It is used
+    only where nothing can tell the difference: no gradients, no hooks on the layer (the
+    feature-map views hook the pre-ReLU output), a plain zero-padded float32 convolution.
+    """
+    if _fusable(conv, x):
+        return torch.ops.mkldnn._convolution_pointwise(
+            x, conv.weight, conv.bias, conv.padding, conv.stride, conv.dilation, conv.groups, "relu", [], None
+        )
+    return F.relu(conv(x))
+
+
+def _fusable(conv: nn.Conv2d, x: torch.Tensor) -> bool:
+    return (
+        not torch.is_grad_enabled()
+        and _HAS_FUSED_CONV
+        and torch.backends.mkldnn.enabled
+        and x.device.type == "cpu"
+        and x.dtype == torch.float32
+        and x.dim() == 4
+        and x.layout == torch.strided
+        and conv.weight.dtype == torch.float32
+        and conv.padding_mode == "zeros"
+        and not isinstance(conv.padding, str)
+        and not (conv._forward_hooks or conv._forward_pre_hooks or nn.modules.module._global_forward_hooks
+                 or nn.modules.module._global_forward_pre_hooks)
+    )
+
+
+_HAS_FUSED_CONV = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_convolution_pointwise")
+
+
 class LeNet5(nn.Module):
     """LeNet-5 exactly as the report's layer table (767,426 parameters).
 
@@ -43,9 +79,9 @@ class LeNet5(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         x = normalize(images)
-        x = F.max_pool2d(F.relu(self.conv1(x)), 2)
-        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
-        x = F.relu(self.conv3(x))
+        x = F.max_pool2d(conv_relu(self.conv1, x), 2)
+        x = F.max_pool2d(conv_relu(self.conv2, x), 2)
+        x = conv_relu(self.conv3, x)
         x = torch.flatten(x, 1)
         x = F.relu(self.fc1(x))
         x = F.relu(self.fc2(x))
