@@ -21,7 +21,7 @@ from torch import nn
 from rotinv.checkpoints import CheckpointError, load_checkpoint, weights_fingerprint
 from rotinv.data import DataUnavailableError, Split, load_mnist, resolve_data_root
 from rotinv.evaluation import AngleResult, evaluate
-from rotinv.rotation import quarter_turns
+from rotinv.records import RecordKey, canonical_key, recorded_results
 from rotinv.training import Progress, TrainConfig
 
 # Where the shipped checkpoints are; ROTINV_MODELS_DIR points elsewhere (tests, deployments).
@@ -41,6 +41,7 @@ class ModelEntry:
     fingerprint: str = ""  # content hash of the weights: the cache key for results
     metadata: dict = field(default_factory=dict, repr=False, compare=False)
     source: str = "shipped"  # "shipped", "trained here" or "uploaded"
+    records: dict = field(default_factory=dict, repr=False, compare=False)  # recorded results, by RecordKey
 
 
 # --- data ---------------------------------------------------------------------------------
@@ -78,9 +79,9 @@ def models_dir() -> Path:
 
 
 @st.cache_resource(show_spinner="Loading model…", max_entries=16)
-def _load_shipped(path: str, modified: float) -> tuple[nn.Module, dict, str]:
+def _load_shipped(path: str, modified: float) -> tuple[nn.Module, dict, str, dict]:
     model, metadata = load_checkpoint(path)
-    return model, metadata, weights_fingerprint(model)
+    return model, metadata, weights_fingerprint(model), recorded_results(metadata)
 
 
 def shipped_models() -> list[ModelEntry]:
@@ -88,11 +89,11 @@ def shipped_models() -> list[ModelEntry]:
     entries = []
     for path in sorted(models_dir().glob("*.pt"), key=lambda p: (p.stem != "lenet5", p.stem)):
         try:
-            model, metadata, fingerprint = _load_shipped(str(path), path.stat().st_mtime)
+            model, metadata, fingerprint, records = _load_shipped(str(path), path.stat().st_mtime)
         except (CheckpointError, OSError):
             continue  # a broken (or half-copied) file in models/ must not take the app down
         label = metadata.get("label") or _shipped_label(path.stem)
-        entries.append(ModelEntry(f"shipped:{path.stem}", label, model, fingerprint, metadata, "shipped"))
+        entries.append(ModelEntry(f"shipped:{path.stem}", label, model, fingerprint, metadata, "shipped", records))
     return entries
 
 
@@ -148,7 +149,7 @@ def available_architectures() -> list[str]:
 
 
 @st.cache_data(show_spinner=False, max_entries=4096)
-def _evaluate_canonical(fingerprint: str, angle: float, interpolation: str, tta_copies: int,
+def _evaluate_canonical(fingerprint: str, data_sha256: str, angle: float, interpolation: str, tta_copies: int,
                         _model: nn.Module, _split: Split) -> AngleResult:
     from rotinv.evaluation import RotationPooled
 
@@ -156,26 +157,34 @@ def _evaluate_canonical(fingerprint: str, angle: float, interpolation: str, tta_
     return evaluate(model, _split.images, _split.labels, angle, interpolation)
 
 
-def _interpolation_matters(angle: float, tta_copies: int) -> bool:
-    # Quarter turns are exact pixel permutations (torch.rot90), whatever the interpolation.
-    if quarter_turns(angle) is None:
-        return True
-    return tta_copies > 1 and quarter_turns(360.0 / tta_copies) is None
+def recorded(key: RecordKey) -> AngleResult | None:
+    """The result recorded for this key in a shipped checkpoint's metadata (`python -m rotinv record`)."""
+    for entry in shipped_models():
+        if key in entry.records:
+            return entry.records[key]
+    return None
 
 
 def evaluate_cached(fingerprint: str, angle: float, interpolation: str, tta_copies: int,
-                    _model: nn.Module, _split: Split) -> AngleResult:
-    """evaluate() on the test set, cached by the weights' content hash and the settings.
+                    _model: nn.Module, _split: Split, use_records: bool = True) -> AngleResult:
+    """evaluate() on the test set: a recorded result if there is one, else measured and cached.
 
-    One entry per angle, so a sweep over a new range reuses the angles already done.
-    Angles a full turn apart share an entry (360° is 0°), and so do the two
-    interpolations at quarter turns, which are exact either way.
+    A recorded result counts only for the same weights (content hash) and the same test
+    set (its sha256). Measured results are cached by the same key: one entry per angle,
+    so a sweep over a new range reuses the angles already done. Angles a full turn apart
+    share an entry (360° is 0°), and so do the two interpolations at quarter turns, which
+    are exact either way.
     """
-    canonical = float(angle) % 360.0
-    if not _interpolation_matters(canonical, tta_copies):
-        interpolation = "bilinear"
-    result = _evaluate_canonical(fingerprint, canonical, interpolation, int(tta_copies), _model, _split)
+    key = canonical_key(fingerprint, _split.sha256, angle, interpolation, tta_copies)
+    result = recorded(key) if use_records else None
+    if result is None:
+        result = _evaluate_canonical(*key, _model, _split)
     return result if result.angle == float(angle) else dataclasses.replace(result, angle=float(angle))
+
+
+def is_recorded(entry: ModelEntry, split: Split, angle: float, interpolation: str, tta_copies: int) -> bool:
+    """Whether evaluate_cached answers this from a checkpoint's recorded sweep."""
+    return recorded(canonical_key(entry.fingerprint, split.sha256, angle, interpolation, tta_copies)) is not None
 
 
 def results_at(entry: ModelEntry, split: Split, angles: Sequence[float],

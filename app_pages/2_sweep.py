@@ -47,6 +47,9 @@ with how_column:
     tta = st.selectbox("Test-time rotation pooling", TTA_CHOICES, key="sweep_tta",
                        format_func=lambda n: "off" if n == 1 else f"average over {n} turned copies",
                        help="Show the model N copies of each digit turned 360/N degrees apart and average its answers.")
+    live = st.toggle("Measure live", key="sweep_live",
+                     help="The shipped models' sweeps were measured once and stored beside them "
+                          "(`python -m rotinv record`); switch this on to measure everything again now.")
 
 if not chosen_keys:
     st.info("Choose at least one model above.", icon=":material/info:")
@@ -61,15 +64,16 @@ chosen = [by_key[key] for key in chosen_keys]
 # --- the sweep -----------------------------------------------------------------------------------
 
 results: dict[str, list] = {}
-total, done = len(chosen) * len(angles), 0
+total, done, from_records = len(chosen) * len(angles), 0, 0
 bar = st.progress(0.0, text="Measuring…")
 for entry in chosen:
     label = app_shared.display_label(entry)
     results[label] = []
     for angle in angles:
         bar.progress(done / total, text=f"{label}: {angle:g}° ({done + 1} of {total})")
+        from_records += not live and app_shared.is_recorded(entry, test, angle, interpolation, tta)
         results[label].append(app_shared.evaluate_cached(entry.fingerprint, angle, interpolation, tta,
-                                                         entry.model, test))
+                                                         entry.model, test, use_records=not live))
         done += 1
 bar.empty()
 
@@ -88,6 +92,9 @@ st.caption(
     "The black diamonds are the report's numbers; it turned clockwise, so its 90° is drawn at our 270° "
     "and its 270° at our 90°."
     + (f" With test-time pooling, each answer is averaged over {tta} turned copies." if tta > 1 else "")
+    + (f" {from_records} of the {total} points were measured earlier and stored with the shipped checkpoints "
+       "(`python -m rotinv record`, checked again by the test suite); switch on *Measure live* to measure "
+       "them now." if from_records else "")
 )
 
 loss_column, table_column = st.columns([1, 1], gap="large")

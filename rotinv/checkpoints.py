@@ -81,15 +81,38 @@ def save_checkpoint(model: nn.Module, path: str | os.PathLike, metadata: Mapping
     metadata = {**dict(metadata), "weights_sha256": hashlib.sha256(payload).hexdigest()}
     weights = _write_temporary(path, payload)
     try:
-        meta = _write_temporary(
-            metadata_path(path), (json.dumps(metadata, indent=2, sort_keys=False) + "\n").encode()
-        )
+        meta = _write_temporary(metadata_path(path), metadata_text(metadata).encode())
     except BaseException:
         os.unlink(weights)
         raise
     os.replace(weights, path)
     os.replace(meta, metadata_path(path))
     _fsync_directory(path.parent)
+
+
+def update_metadata(path: str | os.PathLike, metadata: Mapping) -> None:
+    """Rewrite PATH's .json sidecar (atomically), leaving the weights file untouched.
+
+    The sidecar is bound to the weights file's bytes as it is now (weights_sha256), so
+    metadata added later, such as recorded sweeps, can never describe other weights.
+    """
+    path = Path(path)
+    payload = path.read_bytes()
+    metadata = {**dict(metadata), "weights_sha256": hashlib.sha256(payload).hexdigest()}
+    meta = _write_temporary(metadata_path(path), metadata_text(metadata).encode())
+    os.replace(meta, metadata_path(path))
+    _fsync_directory(path.parent)
+
+
+# A JSON list of plain numbers, spread over lines by json.dumps(indent=...).
+_NUMBER_LIST = re.compile(r"\[(?:\s*-?[0-9][0-9.eE+-]*\s*,)*\s*-?[0-9][0-9.eE+-]*\s*\]")
+
+
+def metadata_text(metadata: Mapping) -> str:
+    """The sidecar's JSON: indented, with each list of numbers (a confusion-matrix row) on one line."""
+    text = json.dumps(metadata, indent=2, sort_keys=False)
+    return _NUMBER_LIST.sub(lambda m: "[" + ", ".join(n.strip() for n in m.group(0)[1:-1].split(",")) + "]",
+                            text) + "\n"
 
 
 def metadata_path(checkpoint: str | os.PathLike) -> Path:

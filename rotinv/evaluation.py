@@ -39,6 +39,16 @@ class AngleResult:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, data: dict) -> "AngleResult":
+        """The inverse of to_dict (for results read back from JSON)."""
+        return cls(
+            angle=float(data["angle"]), loss=float(data["loss"]), accuracy=float(data["accuracy"]),
+            per_class_accuracy=tuple(float(a) for a in data["per_class_accuracy"]),
+            confusion=tuple(tuple(int(c) for c in row) for row in data["confusion"]),
+            count=int(data["count"]),
+        )
+
 
 # predict_logits feeds the model at most this many images per forward pass on the CPU,
 # whatever batch_size it is given: LeNet-5's activations for 512 images (conv1's output

@@ -75,3 +75,26 @@ def test_without_mnist_or_models_the_page_explains(new_app, tmp_path, monkeypatc
     at = new_app().switch_page(SWEEP).run()
     assert not at.exception
     assert any("no model to sweep" in info.value for info in at.info)
+
+
+def test_first_visit_shows_the_recorded_sweep_at_once_and_live_measures_the_same(new_app, monkeypatch):
+    calls = []
+    real_evaluate = app_shared.evaluate
+    monkeypatch.setattr(app_shared, "evaluate", lambda *args, **kw: calls.append(args[3]) or real_evaluate(*args, **kw))
+    at = new_app().switch_page(SWEEP).run()  # the default view: 0–360° every 15°
+    assert not at.exception and not at.error
+    assert calls == []  # every point came from models/lenet5.json's recorded sweep
+    table = at.dataframe[0].value
+    assert list(table["Angle (°)"]) == [float(a) for a in range(0, 361, 15)]
+    assert any("25 of the 25 points were measured earlier" in caption.value for caption in at.caption)
+
+    at.number_input(key="sweep_start").set_value(30)
+    at.number_input(key="sweep_stop").set_value(60)
+    at.number_input(key="sweep_step").set_value(30)
+    at.toggle(key="sweep_live").set_value(True)
+    at.run()
+    assert not at.exception
+    assert not any("measured earlier" in caption.value for caption in at.caption)
+    live = at.dataframe[0].value
+    recorded = table.set_index("Angle (°)")["Accuracy"]
+    assert [float(a) for a in live["Accuracy"]] == [float(recorded[30.0]), float(recorded[60.0])]

@@ -84,3 +84,27 @@ def test_shipped_c4_model_is_exactly_invariant_to_quarter_turns():
     for angle in (90, 180, 270, 360):
         assert rows[angle]["accuracy"] == rows[0]["accuracy"]
         assert rows[angle]["loss"] == pytest.approx(rows[0]["loss"], abs=1e-5)
+
+
+# Angles re-measured per shipped model: some interpolated, some exact, both interpolations.
+RECHECKED = [(15.0, "bilinear"), (45.0, "bilinear"), (90.0, "bilinear"), (195.0, "bilinear"),
+             (330.0, "bilinear"), (30.0, "nearest"), (225.0, "nearest")]
+
+
+@pytest.mark.parametrize("name", ["lenet5", "lenet5_rotaug", "lenet5_c4"])
+def test_recorded_sweeps_are_complete_and_what_the_model_measures_now(test_split, name):
+    from rotinv.checkpoints import weights_fingerprint
+    from rotinv.records import DEFAULT_ANGLES, canonical_key, recorded_results
+
+    model, metadata = load_checkpoint(SHIPPED / f"{name}.pt")
+    assert "weights_sha256" in metadata  # the sidecar is bound to the weights file's bytes
+    records = recorded_results(metadata)
+    fingerprint = weights_fingerprint(model)
+    # The sweep page's default view, with either interpolation, is recorded for the real test set.
+    for interpolation in ("bilinear", "nearest"):
+        for angle in DEFAULT_ANGLES:
+            assert canonical_key(fingerprint, test_split.sha256, angle, interpolation, 1) in records
+    for angle, interpolation in RECHECKED:
+        stored = records[canonical_key(fingerprint, test_split.sha256, angle, interpolation, 1)]
+        live = evaluate(model, test_split.images, test_split.labels, angle, interpolation)
+        assert stored.to_dict() == live.to_dict(), (name, angle, interpolation)
