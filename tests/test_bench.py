@@ -134,3 +134,61 @@ def test_foreach_adam_trains_the_same_weights_as_plain_adam(monkeypatch):
     monkeypatch.setattr(training.torch.optim, "Adam", adam)
     plain = train(subset.images, subset.labels, config).model.state_dict()
     assert all(torch.equal(fast[name], plain[name]) for name in fast)
+
+
+def _unfused_forward(model: LeNet5, images: torch.Tensor) -> torch.Tensor:
+    from rotinv.models import normalize
+
+    x = normalize(images)
+    x = F.max_pool2d(F.relu(model.conv1(x)), 2)
+    x = F.max_pool2d(F.relu(model.conv2(x)), 2)
+    x = torch.flatten(F.relu(model.conv3(x)), 1)
+    return model.fc3(F.relu(model.fc2(F.relu(model.fc1(x)))))
+
+
+@pytest.mark.parametrize("size", [1, 5, 512])
+def test_fused_conv_relu_gives_the_same_logits_bit_for_bit(size):
+    model = LeNet5().eval()
+    images = torch.rand(size, 1, 28, 28, generator=torch.Generator().manual_seed(size))
+    with torch.no_grad():
+        expected = _unfused_forward(model, images)
+    with torch.inference_mode():
+        assert torch.equal(model(images), expected)
+    with torch.no_grad():
+        assert torch.equal(model(images), expected)
+
+
+def test_fused_conv_relu_steps_aside_for_gradients_and_hooks():
+    from rotinv import models
+
+    model = LeNet5().eval()
+    images = torch.rand(3, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert models._fusable(model.conv1, images)
+    assert not models._fusable(model.conv1, images)  # gradients on: autograd needs the plain ops
+    seen = []
+    handle = model.conv1.register_forward_hook(lambda module, inputs, output: seen.append(output))
+    try:
+        with torch.no_grad():
+            model(images)
+            assert not models._fusable(model.conv1, images)
+    finally:
+        handle.remove()
+    assert len(seen) == 1 and seen[0].min() < 0  # the hook got conv1's pre-ReLU output, negatives included
+
+
+def test_the_app_never_imports_torchvision():
+    # torchvision costs the app's start seconds and ~170 MB; rotinv reads MNIST and rotates without it.
+    script = (
+        "import sys\n"
+        "from streamlit.testing.v1 import AppTest\n"
+        "at = AppTest.from_file('streamlit_app.py', default_timeout=300)\n"
+        "at.run()\n"
+        "for page in ('app_pages/2_sweep.py', 'app_pages/3_inside.py'):\n"
+        "    at.switch_page(page).run()\n"
+        "    assert not at.exception, at.exception\n"
+        "print('TORCHVISION', 'torchvision' in sys.modules)\n"
+    )
+    completed = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True,
+                               timeout=600, env=dict(os.environ, **{DATA_ROOT_ENV: real_data_root()}))
+    assert "TORCHVISION False" in completed.stdout, completed.stderr[-2000:]
