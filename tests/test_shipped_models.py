@@ -108,3 +108,20 @@ def test_recorded_sweeps_are_complete_and_what_the_model_measures_now(test_split
         stored = records[canonical_key(fingerprint, test_split.sha256, angle, interpolation, 1)]
         live = evaluate(model, test_split.images, test_split.labels, angle, interpolation)
         assert stored.to_dict() == live.to_dict(), (name, angle, interpolation)
+
+
+@pytest.mark.parametrize("name", ["lenet5", "lenet5_rotaug"])
+def test_recorded_rotation_pooled_sweeps_are_what_pooling_measures_now(test_split, name):
+    from rotinv.checkpoints import weights_fingerprint
+    from rotinv.evaluation import RotationPooled
+    from rotinv.records import DEFAULT_ANGLES, canonical_key, recorded_results
+
+    model, metadata = load_checkpoint(SHIPPED / f"{name}.pt")
+    records = recorded_results(metadata)
+    fingerprint = weights_fingerprint(model)
+    assert all(canonical_key(fingerprint, test_split.sha256, a, "bilinear", 4) in records for a in DEFAULT_ANGLES)
+    pooled = RotationPooled(model, 4, "bilinear")
+    for angle in (45.0, 90.0):
+        stored = records[canonical_key(fingerprint, test_split.sha256, angle, "bilinear", 4)]
+        live = evaluate(pooled, test_split.images, test_split.labels, angle, "bilinear")
+        assert stored.to_dict() == live.to_dict(), (name, angle)
