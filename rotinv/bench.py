@@ -376,9 +376,11 @@ for page in pages:
                      "errors": [str(e.value)[:200] for e in newcomer.exception][:3]})
 status = open("/proc/self/status").read() if sys.platform.startswith("linux") else ""
 hwm = [int(line.split()[1]) * 1024 for line in status.splitlines() if line.startswith("VmHWM:")]
-maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024)
+# Not getrusage's ru_maxrss where VmHWM exists: Linux keeps ru_maxrss across fork and exec,
+# so a subprocess of the big benchmark process would report the benchmark's own peak.
+peak = hwm[0] if hwm else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024)
 print("BENCH_JSON " + json.dumps({"import_seconds": imported - started, "runs": runs, "visitors": visitors,
-                                  "peak_rss": max(hwm + [maxrss])}))
+                                  "peak_rss": peak}))
 """
 
 
@@ -1033,14 +1035,15 @@ def markdown_table(rows: list[Row]) -> str:
 # in one process, single-threaded CPU time where the machine was too busy for wall time).
 WHY = {
     "sweep fp32": """\
-The network is small: per image conv1 (1 input channel) and conv2 (6 channels) are
-poor matrix shapes for oneDNN (about 13 and 40-50 GFLOP/s single-threaded against MKL's
-55-69 for a 2048^2 matmul), and ReLU, pooling, normalisation, rotation and flattening
-are memory-bound work that the FLOP count does not include. conv3 (64% of the FLOPs)
-and fc1 run at or near the matmul rate. On two threads every op ends in a barrier, and
-with the other tenants of this machine holding the cores, a descheduled thread stalls
-its partner: the same code runs several times faster on one thread than on two while
-the machine is this busy (the figures just above are from this run).
+What is left is the convolutions themselves: with the ReLU fused in, oneDNN's three
+convolutions are about three quarters of a sweep's time (torch.profiler, above). conv3,
+64% of the FLOPs, runs at about 50-60 GFLOP/s on two threads at 512 images a pass,
+about half of MKL's rate for a 2048^2 matmul; conv1 (one input channel) manages about
+10 and conv2 (six) about 35-40, poor matrix shapes whatever the layout. Rewriting conv3
+as im2col + one matrix product was 2-5x slower (the unfolded input is 25x the
+activations), and channels_last was within noise. fc1 runs at about half the matmul
+rate (its output has only 120 columns). On one thread, where no op waits at a barrier,
+the same code reaches a larger share of the one-thread roofline (the figures just above).
 Tried, with single-threaded CPU-time figures for 4,000 images at 15 degrees:
 - forward passes of at most 512 images instead of 2,000 (kept): 2,000 images of conv1
   output are 37.6 MB, above glibc's mmap threshold, so every batch page-faulted its
@@ -1119,16 +1122,11 @@ models, one hooked forward pass, and every kernel and feature map of the chosen 
 drawn as PNGs) is the new-visitor row below.""",
     "peak RSS, all pages": """\
 Most of it is torch itself: the wheel installed here is PyPI's CUDA build, and
-importing it maps its CUDA libraries (about 730 MB resident with no GPU at all). The
-CPU-only wheel (torch 2.13.0+cpu, the one in /opt/wheels, tried in a scratch venv)
-is 224 MB resident after import, about 500 MB less (a different minor version, so
-roughly); requirements.txt already points to a CPU-only install for deployment. That
-alone would bring the peak measured here to about 0.85-0.95 GB if nothing else
-changed; it could not be measured whole offline (no CPU builds of torchvision 0.29
-here). Next come torchvision (its own CUDA build), Streamlit with pandas and altair,
-and the MNIST training split as float32 (188 MB, with the temporaries of the
-conversion; kept as uint8 and converted per batch it would be 47 MB), a decision for
-rotinv.data and app_shared rather than this benchmark.""",
+importing it maps its CUDA libraries (over 500 MB resident with no GPU at all; the
+breakdown just above). The CPU-only wheel (torch 2.13.0+cpu, in /opt/wheels, tried in a
+scratch venv) was 224 MB resident after import; the README's deploy section points
+Community Cloud at the CPU-only wheels. Then Streamlit with pandas and Altair, the test
+split (31 MB as float32) and, once someone trains, the training split (188 MB).""",
 }
 
 
