@@ -98,3 +98,19 @@ def test_sidecar_text_keeps_every_value_and_puts_number_lists_on_one_line():
     text = metadata_text(metadata)
     assert json.loads(text) == metadata
     assert "[1, 0]" in text and "[0.5, 1e-07, -2.0]" in text
+
+
+def test_train_with_record_leaves_a_checkpoint_the_app_can_show_at_once(tmp_path, data_root, monkeypatch, capsys):
+    import rotinv.cli
+
+    monkeypatch.setattr(rotinv.cli, "DEFAULT_ANGLES", (0.0, 45.0))  # the real default is 24 angles
+    out = tmp_path / "tiny.pt"
+    assert main(["train", "--epochs", "1", "--train-size", "256", "--seed", "1", "--record",
+                 "--out", str(out), "--data-root", data_root]) == 0
+    model, metadata = load_checkpoint(out)
+    sweeps = metadata[RECORDS_KEY]
+    assert sorted(s["interpolation"] for s in sweeps) == ["bilinear", "nearest"]
+    assert all([r["angle"] for r in s["results"]] == [0.0, 45.0] for s in sweeps)
+    assert all(s["weights_fingerprint"] == weights_fingerprint(model) for s in sweeps)
+    assert all(s["command"].startswith("python -m rotinv train") for s in sweeps)
+    assert "Stored in" in capsys.readouterr().err
