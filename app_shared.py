@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -197,13 +198,27 @@ def results_at(entry: ModelEntry, split: Split, angles: Sequence[float],
 # --- a training run that outlives its script run ------------------------------------------------
 
 
+def _set_event() -> threading.Event:
+    event = threading.Event()
+    event.set()
+    return event
+
+
+# How long a new script run waits for an interrupted training loop to reach its next step.
+STOP_WAIT_S = 30.0
+
+
 @dataclass
 class TrainingRun:
     """A training run of this session, kept in st.session_state while it trains.
 
     Any click during training (Stop, or any other widget) interrupts the script; the
     model and its history are then still here, and the next script run registers the
-    model as trained so far (see finish_interrupted_training).
+    model as trained so far (see finish_interrupted_training). The interrupted run can
+    still be inside a training step when the next script run starts (Streamlit stops a
+    script only at its next st call), so the next run asks it to stop and waits for it
+    (stop_requested, idle) before it takes the model: otherwise the model would go on
+    changing after its fingerprint, its label and the cache keyed by it were made.
     """
 
     config: TrainConfig
@@ -215,6 +230,8 @@ class TrainingRun:
     model_key: str | None = None  # the session model's key once registered
     started: float = field(default_factory=time.perf_counter)
     seconds: float = 0.0
+    stop_requested: threading.Event = field(default_factory=threading.Event, repr=False, compare=False)
+    idle: threading.Event = field(default_factory=_set_event, repr=False, compare=False)  # cleared while training
 
     @property
     def steps_done(self) -> int:
@@ -262,10 +279,16 @@ def finish_training(run: TrainingRun, status: str) -> ModelEntry | None:
 
 
 def finish_interrupted_training() -> ModelEntry | None:
-    """A run still marked "running" at the start of a script run was interrupted: keep its model."""
+    """A run still marked "running" at the start of a script run was interrupted: keep its model.
+
+    The interrupted loop is asked to stop at its next step, and waited for, first.
+    """
     run = st.session_state.get(TRAINING_RUN)
     if isinstance(run, TrainingRun) and run.status == "running":
-        return finish_training(run, "stopped")
+        run.stop_requested.set()
+        run.idle.wait(timeout=STOP_WAIT_S)
+        if run.status == "running":  # not finished meanwhile by the loop itself
+            return finish_training(run, "stopped")
     return None
 
 

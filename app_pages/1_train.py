@@ -189,7 +189,14 @@ def run_training(config: TrainConfig, size: int, split, area) -> None:
         loss_spot.altair_chart(charts.training_curve(run.history, "Loss", total_steps), width="stretch")
         accuracy_spot.altair_chart(charts.training_curve(run.history, "Accuracy", total_steps), width="stretch")
 
-    train(images.images, images.labels, config, on_progress=on_progress, model=run.model, report_every=20)
+    run.idle.clear()
+    try:
+        train(images.images, images.labels, config, on_progress=on_progress, model=run.model, report_every=20,
+              should_stop=run.stop_requested.is_set)
+    finally:
+        run.idle.set()
+    if run.stop_requested.is_set():
+        return  # interrupted: the script run that asked takes the model (app_shared.finish_interrupted_training)
     app_shared.finish_training(run, "finished")
     st.rerun()  # draw everything (the sidebar too) with the new model active
 

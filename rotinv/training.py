@@ -150,6 +150,12 @@ def train(
         for start in range(0, len(images), config.batch_size):
             if should_stop is not None and should_stop():
                 result.stopped_early = True
+                if seen and (not result.history or result.history[-1].step != step):
+                    # One last report, so the caller knows exactly how far the model got.
+                    report = Progress(epoch, step, total_steps, loss_sum / seen, correct / seen, images_seen)
+                    result.history.append(report)
+                    if on_progress is not None:
+                        on_progress(report)
                 break
             index = order[start : start + config.batch_size]
             batch, target = images[index], labels[index]

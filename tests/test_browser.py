@@ -1,4 +1,5 @@
-"""End to end in a real browser: draw a 1 on the canvas, see it read, turn it 90 degrees.
+"""End to end in a real browser: draw a 1 on the canvas, see it read, turn it 90 degrees;
+stop a training run part-way while another visitor's session stays as it was.
 
 Starts `streamlit run streamlit_app.py` on a free local port and drives Debian's
 chromium through Playwright (never `playwright install`). Chromium must be at
@@ -93,21 +94,30 @@ def app_url():
 
 
 @pytest.fixture
-def page():
+def browser():
     if not CHROMIUM.is_file():
         pytest.fail(f"Chromium is not at {CHROMIUM}: install it (apt-get install -y chromium). "
                     "Do not use `playwright install`.")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
-            context = browser.new_context(viewport={"width": 1400, "height": 900})
-            tab = context.new_page()
-            tab.set_default_timeout(WAIT_MS)
-            yield tab
+            yield launched
         finally:
-            browser.close()
+            launched.close()
+
+
+def new_tab(browser):
+    """A tab in a browser context of its own: its own cookies, so its own Streamlit session."""
+    tab = browser.new_context(viewport={"width": 1400, "height": 900}).new_page()
+    tab.set_default_timeout(WAIT_MS)
+    return tab
+
+
+@pytest.fixture
+def page(browser):
+    return new_tab(browser)
 
 
 def metric_value(page, label: str):
@@ -160,3 +170,45 @@ def test_draw_a_one_and_turn_it(app_url, page):
     finally:
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "browser_inside.png"), full_page=False)
+
+
+def sidebar_caption(tab):
+    return tab.get_by_test_id("stSidebar").get_by_text(re.compile(r"shipped model\(s\);"))
+
+
+def test_stop_keeps_the_model_and_another_session_is_untouched(app_url, browser):
+    from playwright.sync_api import expect
+
+    trainer, visitor = new_tab(browser), new_tab(browser)
+    try:
+        trainer.goto(app_url, wait_until="domcontentloaded", timeout=FIRST_LOAD_MS)
+        expect(trainer.get_by_role("heading", name="Train your own")).to_be_visible(timeout=FIRST_LOAD_MS)
+        expect(sidebar_caption(trainer)).to_contain_text("0 of yours")
+        epochs = trainer.get_by_role("spinbutton", name="Epochs")
+        epochs.fill("20")  # 3,140 steps: far longer than this test waits
+        epochs.press("Tab")
+        trainer.get_by_test_id("stBaseButton-primaryFormSubmit").click()
+        progress = trainer.get_by_text(re.compile(r"Epoch 1 of 20 · step [1-9][0-9,]* of 3,140"))
+        expect(progress).to_be_visible(timeout=FIRST_LOAD_MS)
+
+        # While the first session trains, a second visitor gets the whole app, with nothing of the first's.
+        visitor.goto(app_url, wait_until="domcontentloaded", timeout=FIRST_LOAD_MS)
+        expect(visitor.get_by_role("heading", name="Train your own")).to_be_visible(timeout=FIRST_LOAD_MS)
+        expect(sidebar_caption(visitor)).to_contain_text("0 of yours")
+
+        trainer.get_by_test_id("stButton").get_by_role("button", name="Stop").click()  # the page's own Stop
+        stopped = trainer.get_by_text(re.compile(r"Stopped at step [1-9][0-9,]* of 3,140"))
+        expect(stopped).to_be_visible(timeout=FIRST_LOAD_MS)
+        expect(sidebar_caption(trainer)).to_contain_text("1 of yours")
+        told = [int(n.replace(",", "")) for n in re.findall(r"step ([0-9,]+)", stopped.inner_text())]
+        # "Stopped at step N of 3,140: ... kept as <label>, stopped at step N": the kept model's label
+        # and the message agree, so the model stopped changing before it was kept.
+        assert len(told) == 2 and told[0] == told[1] and 0 < told[0] < 3140, told
+
+        # The visitor, reloaded, still sees only the shipped models: the stopped model stays in its session.
+        visitor.reload(wait_until="domcontentloaded")
+        expect(visitor.get_by_role("heading", name="Train your own")).to_be_visible(timeout=FIRST_LOAD_MS)
+        expect(sidebar_caption(visitor)).to_contain_text("0 of yours")
+    finally:
+        ARTIFACTS.mkdir(exist_ok=True)
+        trainer.screenshot(path=str(ARTIFACTS / "browser_stopped.png"), full_page=False)

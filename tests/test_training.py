@@ -50,6 +50,21 @@ def test_progress_reports_and_stop_flag_keep_the_model_so_far(small_train):
     assert not result.model.training and result.model(subset.images[:2]).shape == (2, 10)
 
 
+def test_a_stop_between_reports_is_reported_with_the_step_it_happened_at(small_train):
+    subset = small_train
+    polls, reports = [], []
+
+    def after_seven_steps() -> bool:
+        polls.append(1)
+        return len(polls) > 7
+
+    result = train(subset.images, subset.labels, TrainConfig(epochs=3, batch_size=64, seed=0),
+                   on_progress=reports.append, should_stop=after_seven_steps, report_every=3)
+    assert result.stopped_early and result.steps_completed == 7
+    # reports at steps 3 and 6, then one at 7, where it stopped: the caller knows how far the model got
+    assert [r.step for r in reports] == [3, 6, 7] and result.history[-1].step == 7
+
+
 @pytest.mark.parametrize("field, value, message", [
     ("epochs", 0, "epochs"), ("epochs", 10_000, "epochs"), ("batch_size", -1, "batch size"),
     ("learning_rate", 0.0, "learning rate"), ("learning_rate", float("nan"), "learning rate"),
