@@ -103,7 +103,9 @@ def test_recorded_sweeps_are_complete_and_what_the_model_measures_now(test_split
     # The sweep page's default view, with either interpolation, is recorded for the real test set.
     for interpolation in ("bilinear", "nearest"):
         for angle in DEFAULT_ANGLES:
-            assert canonical_key(fingerprint, test_split.sha256, angle, interpolation, 1) in records
+            assert canonical_key(fingerprint, test_split.sha256, angle, interpolation, 1) in records, (
+                f"models/{name}.json has no recorded sweep at {angle:g}° ({interpolation}) for these weights and "
+                f"this test set: run `python -m rotinv record models/{name}.pt` after retraining it")
     for angle, interpolation in RECHECKED:
         stored = records[canonical_key(fingerprint, test_split.sha256, angle, interpolation, 1)]
         live = evaluate(model, test_split.images, test_split.labels, angle, interpolation)
