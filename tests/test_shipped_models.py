@@ -121,9 +121,11 @@ def test_recorded_rotation_pooled_sweeps_are_what_pooling_measures_now(test_spli
     model, metadata = load_checkpoint(SHIPPED / f"{name}.pt")
     records = recorded_results(metadata)
     fingerprint = weights_fingerprint(model)
-    assert all(canonical_key(fingerprint, test_split.sha256, a, "bilinear", 4) in records for a in DEFAULT_ANGLES)
-    pooled = RotationPooled(model, 4, "bilinear")
-    for angle in (45.0, 90.0):
-        stored = records[canonical_key(fingerprint, test_split.sha256, angle, "bilinear", 4)]
-        live = evaluate(pooled, test_split.images, test_split.labels, angle, "bilinear")
-        assert stored.to_dict() == live.to_dict(), (name, angle)
+    for copies in (4, 8, 12):  # every pooling the Sweep page offers
+        assert all(canonical_key(fingerprint, test_split.sha256, a, "bilinear", copies) in records
+                   for a in DEFAULT_ANGLES), (name, copies)
+    for copies, angle in ((4, 45.0), (4, 90.0), (8, 15.0), (12, 60.0)):
+        stored = records[canonical_key(fingerprint, test_split.sha256, angle, "bilinear", copies)]
+        live = evaluate(RotationPooled(model, copies, "bilinear"), test_split.images, test_split.labels,
+                        angle, "bilinear")
+        assert stored.to_dict() == live.to_dict(), (name, copies, angle)
