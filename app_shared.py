@@ -22,7 +22,7 @@ from torch import nn
 from rotinv.checkpoints import CheckpointError, load_checkpoint, weights_fingerprint
 from rotinv.data import DataUnavailableError, Split, load_mnist, resolve_data_root
 from rotinv.evaluation import AngleResult, evaluate
-from rotinv.records import RecordKey, canonical_key, recorded_results
+from rotinv.records import canonical_key, recorded_results
 from rotinv.training import Progress, TrainConfig
 
 # Where the shipped checkpoints are; ROTINV_MODELS_DIR points elsewhere (tests, deployments).
@@ -158,41 +158,41 @@ def _evaluate_canonical(fingerprint: str, data_sha256: str, angle: float, interp
     return evaluate(model, _split.images, _split.labels, angle, interpolation)
 
 
-def recorded(key: RecordKey) -> AngleResult | None:
-    """The result recorded for this key in a shipped checkpoint's metadata (`python -m rotinv record`)."""
-    for entry in shipped_models():
-        if key in entry.records:
-            return entry.records[key]
-    return None
-
-
 def evaluate_cached(fingerprint: str, angle: float, interpolation: str, tta_copies: int,
-                    _model: nn.Module, _split: Split, use_records: bool = True) -> AngleResult:
-    """evaluate() on the test set: a recorded result if there is one, else measured and cached.
+                    _model: nn.Module, _split: Split) -> AngleResult:
+    """evaluate() on the test set, cached by the weights' and the data's content hashes and the settings.
 
-    A recorded result counts only for the same weights (content hash) and the same test
-    set (its sha256). Measured results are cached by the same key: one entry per angle,
-    so a sweep over a new range reuses the angles already done. Angles a full turn apart
-    share an entry (360° is 0°), and so do the two interpolations at quarter turns, which
-    are exact either way.
+    One entry per angle, so a sweep over a new range reuses the angles already done.
+    Angles a full turn apart share an entry (360° is 0°), and so do the two
+    interpolations at quarter turns, which are exact either way.
     """
-    key = canonical_key(fingerprint, _split.sha256, angle, interpolation, tta_copies)
-    result = recorded(key) if use_records else None
-    if result is None:
-        result = _evaluate_canonical(*key, _model, _split)
+    result = _evaluate_canonical(*canonical_key(fingerprint, _split.sha256, angle, interpolation, tta_copies),
+                                 _model, _split)
+    return _at_angle(result, angle)
+
+
+def result_at(entry: ModelEntry, split: Split, angle: float, interpolation: str = "bilinear",
+              tta_copies: int = 1, use_records: bool = True) -> tuple[AngleResult, bool]:
+    """(the result at this angle, whether it is the checkpoint's recorded one).
+
+    A shipped checkpoint's recorded sweep (`python -m rotinv record`) answers for exactly
+    its weights and test set; anything else is measured through evaluate_cached.
+    """
+    if use_records:
+        recorded = entry.records.get(canonical_key(entry.fingerprint, split.sha256, angle, interpolation, tta_copies))
+        if recorded is not None:
+            return _at_angle(recorded, angle), True
+    return evaluate_cached(entry.fingerprint, angle, interpolation, tta_copies, entry.model, split), False
+
+
+def _at_angle(result: AngleResult, angle: float) -> AngleResult:
     return result if result.angle == float(angle) else dataclasses.replace(result, angle=float(angle))
-
-
-def is_recorded(entry: ModelEntry, split: Split, angle: float, interpolation: str, tta_copies: int) -> bool:
-    """Whether evaluate_cached answers this from a checkpoint's recorded sweep."""
-    return recorded(canonical_key(entry.fingerprint, split.sha256, angle, interpolation, tta_copies)) is not None
 
 
 def results_at(entry: ModelEntry, split: Split, angles: Sequence[float],
                interpolation: str = "bilinear", tta_copies: int = 1) -> list[AngleResult]:
-    """evaluate_cached at each angle, in order."""
-    return [evaluate_cached(entry.fingerprint, angle, interpolation, tta_copies, entry.model, split)
-            for angle in angles]
+    """result_at each angle, in order."""
+    return [result_at(entry, split, angle, interpolation, tta_copies)[0] for angle in angles]
 
 
 # --- a training run that outlives its script run ------------------------------------------------

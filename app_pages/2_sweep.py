@@ -71,9 +71,9 @@ for entry in chosen:
     results[label] = []
     for angle in angles:
         bar.progress(done / total, text=f"{label}: {angle:g}° ({done + 1} of {total})")
-        from_records += not live and app_shared.is_recorded(entry, test, angle, interpolation, tta)
-        results[label].append(app_shared.evaluate_cached(entry.fingerprint, angle, interpolation, tta,
-                                                         entry.model, test, use_records=not live))
+        result, was_recorded = app_shared.result_at(entry, test, angle, interpolation, tta, use_records=not live)
+        results[label].append(result)
+        from_records += was_recorded
         done += 1
 bar.empty()
 

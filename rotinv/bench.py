@@ -422,7 +422,7 @@ def threads_probe(model_path: Path, images: int, size: int, repeats: int, env: d
 
 # Resident memory and time of a fresh Python after each thing the app loads, in order.
 _FRESH_SCRIPT = r"""
-import json, time
+import json, sys, time
 began = time.perf_counter()
 def rss():
     for line in open("/proc/self/status"):
@@ -442,7 +442,6 @@ test = load_mnist(False, download=False)
 step("MNIST test split")
 train = load_mnist(True, download=False)
 step("MNIST training split (only when someone trains)")
-import sys
 print("BENCH_JSON " + json.dumps({"steps": steps, "cuda_build": torch.version.cuda,
                                   "torchvision": "torchvision" in sys.modules}))
 """
@@ -648,8 +647,7 @@ class Bench:
         for angle in s.angles:
             started = time.perf_counter()
             if evaluate_cached is not None:  # the app's way: one cached evaluate() per angle
-                results.append(evaluate_cached(fingerprint, angle, "bilinear", 1, self.model, self.test,
-                                                   use_records=False))
+                results.append(evaluate_cached(fingerprint, angle, "bilinear", 1, self.model, self.test))
             else:
                 results += sweep(self.model, images, labels, [angle])
             seconds += time.perf_counter() - started
@@ -685,8 +683,7 @@ class Bench:
                   f"< {REPEAT_TARGET_S} s", False)
             return
         started = time.perf_counter()
-        again = [evaluate_cached(fingerprint, a, "bilinear", 1, self.model, self.test, use_records=False)
-                 for a in s.angles]
+        again = [evaluate_cached(fingerprint, a, "bilinear", 1, self.model, self.test) for a in s.angles]
         repeat = time.perf_counter() - started
         same = all(a.to_dict() == b.to_dict() for a, b in zip(results, again))
         r.add("repeated sweep (app cache)",
@@ -951,8 +948,8 @@ class Bench:
         peak, peak_pages = None, []
         cold: dict[str, dict] = {}
         visitor: dict[str, dict] = {}
-        # The sweep page's first run is a whole sweep, the slowest page: its process then
-        # visits the other pages too and gives the peak memory after every page.
+        # The sweep page's process then visits the other pages too and gives the peak
+        # memory after every page.
         plan = []
         for title in s.cold_pages:
             if title == SWEEP_PAGE:

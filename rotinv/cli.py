@@ -88,6 +88,11 @@ def _library_versions() -> dict:
             "python": platform.python_version()}
 
 
+def _command_line(args: argparse.Namespace) -> str:
+    """The command as typed, for the metadata: how to make this file again."""
+    return "python -m rotinv " + " ".join(shlex.quote(a) for a in args.argv)
+
+
 def command_train(args: argparse.Namespace) -> int:
     config = TrainConfig(arch=args.arch, epochs=args.epochs, learning_rate=args.lr,
                          batch_size=args.batch_size, seed=args.seed, augment=args.augment,
@@ -125,7 +130,7 @@ def command_train(args: argparse.Namespace) -> int:
         "test": {"interpolation": "bilinear (exact rot90 at multiples of 90°)", "by_angle": measured},
         "versions": _library_versions(),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "command": "python -m rotinv " + " ".join(shlex.quote(a) for a in args.argv),
+        "command": _command_line(args),
     }
     save_checkpoint(model, args.out, metadata)
     print(f"Saved {args.out} and {Path(args.out).with_suffix('.json')}", file=sys.stderr)
@@ -133,7 +138,7 @@ def command_train(args: argparse.Namespace) -> int:
         print(f"  {angle:>3}°  loss {row['loss']:.4f}  accuracy {100 * row['accuracy']:.2f}%")
     if args.record:
         _record(args.out, test_split, [("bilinear", 1), ("nearest", 1)], DEFAULT_ANGLES,
-                "python -m rotinv " + " ".join(shlex.quote(a) for a in args.argv))
+                _command_line(args))
     return 0
 
 
@@ -145,7 +150,7 @@ def command_record(args: argparse.Namespace) -> int:
     test_split = load_mnist(False, args.data_root)
     settings = [(interpolation, copies) for copies in args.tta_copies for interpolation in args.interpolation]
     _record(args.model, test_split, settings, args.angles,
-            "python -m rotinv " + " ".join(shlex.quote(a) for a in args.argv))
+            _command_line(args))
     return 0
 
 

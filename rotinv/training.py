@@ -143,6 +143,13 @@ def train(
     result = TrainResult(model=model, config=config, train_images=len(images))
     started = time.perf_counter()
     step, images_seen = 0, 0
+
+    def report() -> None:  # the epoch so far, as the loop's variables stand now
+        progress = Progress(epoch, step, total_steps, loss_sum / seen, correct / seen, images_seen)
+        result.history.append(progress)
+        if on_progress is not None:
+            on_progress(progress)
+
     model.train()
     for epoch in range(1, config.epochs + 1):
         order = torch.randperm(len(images), generator=shuffle_gen)
@@ -151,11 +158,7 @@ def train(
             if should_stop is not None and should_stop():
                 result.stopped_early = True
                 if seen and (not result.history or result.history[-1].step != step):
-                    # One last report, so the caller knows exactly how far the model got.
-                    report = Progress(epoch, step, total_steps, loss_sum / seen, correct / seen, images_seen)
-                    result.history.append(report)
-                    if on_progress is not None:
-                        on_progress(report)
+                    report()  # one last report, so the caller knows exactly how far the model got
                 break
             index = order[start : start + config.batch_size]
             batch, target = images[index], labels[index]
@@ -176,10 +179,7 @@ def train(
             seen += len(index)
             images_seen += len(index)
             if step % report_every == 0 or start + len(index) >= len(images):
-                report = Progress(epoch, step, total_steps, loss_sum / seen, correct / seen, images_seen)
-                result.history.append(report)
-                if on_progress is not None:
-                    on_progress(report)
+                report()
         if seen:
             result.train_loss, result.train_accuracy = loss_sum / seen, correct / seen
         result.steps_completed = step

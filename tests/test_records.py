@@ -83,7 +83,9 @@ def test_the_cli_records_and_reports(checkpoint, data_root, capsys):
     assert main(["record", str(checkpoint), "--angles", "0,90", "--interpolation", "bilinear",
                  "--data-root", data_root]) == 0
     out = capsys.readouterr()
-    assert "bilinear, 1 copy: 99.34% at 0°, worst 16.76% at 90°" in out.out
+    measured = json.loads(metadata_path(SHIPPED).read_text())["test"]["by_angle"]  # written by `train`
+    upright, turned = 100 * measured["0"]["accuracy"], 100 * measured["90"]["accuracy"]
+    assert f"bilinear, 1 copy: {upright:.2f}% at 0°, worst {turned:.2f}% at 90°" in out.out
     sweeps = json.loads(metadata_path(checkpoint).read_text())[RECORDS_KEY]
     assert any(s["command"].startswith("python -m rotinv record") and len(s["results"]) == 2 for s in sweeps)
     assert main(["record", str(checkpoint.with_name("missing.pt"))]) == 2
