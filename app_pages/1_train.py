@@ -151,7 +151,8 @@ def training_form(limits) -> tuple[TrainConfig, int] | None:
                                  key="train_epochs", help=f"At most {limits.max_epochs} here.")
         lr = st.select_slider("Learning rate (Adam)", [0.0001, 0.0003, 0.001, 0.003, 0.01], value=0.001,
                               key="train_lr")
-        batch = st.select_slider("Batch size", [16, 32, 64, 128, 256], value=64, key="train_batch")
+        batch = st.select_slider("Batch size", [16, 32, 64, 128, 256], value=TrainConfig.batch_size,
+                               key="train_batch")
         seed = st.number_input("Seed", min_value=0, max_value=2**31 - 1, value=0, step=1, key="train_seed",
                                help="Same seed and settings, same model.")
         augment = st.toggle("Rotation augmentation", value=False, key="train_augment",

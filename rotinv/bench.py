@@ -27,7 +27,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
@@ -100,6 +100,7 @@ ROW_LABELS = (
     "repeated sweep (app cache)",
     "interactive",
     "training",
+    "training at batch 64",
     *(f"cold start: {title}" for title, _ in PAGES),
     *(f"new visitor: {title}" for title, _ in PAGES),
     "peak RSS, all pages",
@@ -897,32 +898,28 @@ class Bench:
     def training_row(self) -> None:
         r, s = self.report, self.s
         split = load_mnist(True, self.data_root, download=False).subset(s.train_images)
-        config = TrainConfig(epochs=1)  # the defaults otherwise: batch 64, Adam, cosine, seed 0
+        config = TrainConfig(epochs=1)  # the defaults otherwise: batch 128, fused Adam, cosine, seed 0
         self.log(f"training: one epoch of {len(split):,} images, batch {config.batch_size} ...")
-        steps = math.ceil(len(split) / config.batch_size)
-        every = max(1, steps // 20 // 12)  # about a dozen roofline samples over the epoch
-        reports, sampling = [0], [0.0]
-
-        def between_steps(progress) -> None:  # train's on_progress, every 20 steps
-            reports[0] += 1
-            if reports[0] % every == 0:
-                sampling[0] += self.roof.sample("training")
-
-        self.roof.sample("training")
-        result = train(split.images, split.labels, config, on_progress=between_steps)
+        rate, seconds, share, accuracy = self.train_epoch(split, config, "training")
         roof = self.roof.of("training")
-        seconds = result.seconds - sampling[0]  # train's clock ran on through the samples
-        rate = len(split) / seconds
-        gflops = rate * 3 * self.flops / 1e9
-        share = gflops / roof
         r.add("training",
-              f"{fmt_rate(rate)} images/s = {gflops:.1f} GFLOP/s (3 x forward) = {100 * share:.0f}% of the roofline "
-              f"({roof:.1f} GFLOP/s, {self.roof.describe('training')}); one epoch of {len(split):,} images, "
-              f"batch {config.batch_size}, in {seconds:.1f} s; "
-              f"train accuracy {100 * result.train_accuracy:.2f}%",
+              f"{fmt_rate(rate)} images/s = {rate * 3 * self.flops / 1e9:.1f} GFLOP/s (3 x forward) = "
+              f"{100 * share:.0f}% of the roofline ({roof:.1f} GFLOP/s, {self.roof.describe('training')}); "
+              f"one epoch of {len(split):,} images, batch {config.batch_size}, in {seconds:.1f} s; "
+              f"train accuracy {100 * accuracy:.2f}%",
               f">= {100 * TRAINING_ROOFLINE_TARGET:.0f}% of roofline", share >= TRAINING_ROOFLINE_TARGET)
+        # The same loop at the old default batch, on part of an epoch: how much of the rate
+        # above is the batch size (context, not a target).
+        small = replace(config, batch_size=64)
+        part = split.subset(min(len(split), 64 * 200))
+        self.log(f"training: {len(part):,} images at batch {small.batch_size} ...")
+        rate64, _, share64, _ = self.train_epoch(part, small, "training at batch 64")
+        r.add("training at batch 64",
+              f"{fmt_rate(rate64)} images/s = {100 * share64:.0f}% of the roofline "
+              f"({self.roof.of('training at batch 64'):.1f} GFLOP/s during it), {len(part):,} images; "
+              f"batch {config.batch_size} above is {rate / rate64:.2f}x its images/s")
         if share < TRAINING_ROOFLINE_TARGET:
-            part = split.subset(64 * 30)
+            part = split.subset(config.batch_size * 15)
             with one_thread():
                 roof1 = matmul_gflops(self.s.matmul_size, max(1, self.s.matmul_repeats // 2))
                 rate1 = len(part) / train(part.images, part.labels, config).seconds
@@ -931,9 +928,28 @@ class Bench:
                 f"on one thread (torch.set_num_threads(1), {len(part):,} images): {fmt_rate(rate1)} images/s = "
                 f"{100 * rate1 * 3 * self.flops / 1e9 / roof1:.0f}% of the one-thread roofline ({roof1:.1f} GFLOP/s)."]
         if s.profile:
-            part = split.subset(64 * 30)
-            r.profiles["training (30 steps of batch 64 through training.train)"] = op_profile(
+            part = split.subset(config.batch_size * 15)
+            r.profiles[f"training (15 steps of batch {config.batch_size} through training.train)"] = op_profile(
                 lambda: train(part.images, part.labels, config), top=10)
+
+    def train_epoch(self, split, config: TrainConfig, workload: str) -> tuple[float, float, float, float]:
+        """One epoch through training.train with roofline samples between its steps:
+        (images/s, seconds, share of the roofline, train accuracy)."""
+        steps = math.ceil(len(split) / config.batch_size)
+        every = max(1, steps // 20 // 12)  # about a dozen roofline samples over the epoch
+        reports, sampling = [0], [0.0]
+
+        def between_steps(progress) -> None:  # train's on_progress, every 20 steps
+            reports[0] += 1
+            if reports[0] % every == 0:
+                sampling[0] += self.roof.sample(workload)
+
+        self.roof.sample(workload)
+        result = train(split.images, split.labels, config, on_progress=between_steps)
+        seconds = result.seconds - sampling[0]  # train's clock ran on through the samples
+        rate = len(split) / seconds
+        share = rate * 3 * self.flops / 1e9 / self.roof.of(workload)
+        return rate, seconds, share, result.train_accuracy
 
     # --- the app ---------------------------------------------------------------------------------------------
 
@@ -1071,20 +1087,19 @@ Tried, with single-threaded CPU-time figures for 4,000 images at 15 degrees:
   but that depends on the neighbours, and the library should not set process-wide
   threads behind the app's back; left at torch's default.""",
     "training": """\
-Batch 64 (the default training configuration) makes every op small: conv3's backward
-and forward (a third of the time) run at about 26-28 GFLOP/s single-threaded instead of
-70 at batch 512; conv1's weight gradient (one input channel) is slow; max_pool2d's
-forward with indices is 5%; and Adam makes several memory passes over the 767k
-parameters (92% in fc1) every step, about a sixth of the time. Python per-step work
-(indexing, the scheduler, the loss read-out) is under 1%.
-Tried, single-threaded CPU time over 1,920 images:
-- Adam(foreach=True): bit-identical weights, within noise (+2%); kept, as it cannot
-  change a result;
-- Adam(fused=True): +18%, but its rounding differs, so a seed no longer reproduces the
-  shipped checkpoints bit for bit; not used (a decision for the project, not a speed-up
-  to slip in);
-- channels_last model and input: +5%, not bit-identical; not used;
-- bigger batches would fix it but change the training configuration; not allowed.""",
+Small convolutions: at batch 128 (the default) conv3's backward and forward are still
+about a third of the time; conv1 (one input channel) runs at under 10 GFLOP/s forward
+plus weight gradient, about 15% of the time for 2% of the FLOPs; max_pool2d with
+indices is another 6%. Tried, in interleaved A/B runs of the same loop:
+- batch 128 instead of 64 (kept, with the shipped checkpoints retrained): about 1.3x
+  the images/s, the same MNIST accuracy; 256 was no faster than 128 here;
+- Adam(fused=True) (kept): about 1.14x at batch 64, one kernel per parameter instead of
+  several passes over fc1's 706k weights; it rounds differently from foreach Adam,
+  hence the retraining;
+- flushing denormals (torch.set_flush_denormal): about +5%, but it is a per-thread FPU
+  setting the app's training thread would impose on its worker threads; not used;
+- conv1 as unfold + matmul with a hand-written weight gradient: 3x slower; im2col for
+  conv3 2-5x slower; channels_last +5%, within noise.""",
     "sweep speed-up over notebook": """\
 The notebook way spends its time in PIL's rotation and ToTensor per image in Python
 (one core, untouched by thread barriers) and in the same model at batch 1000 with
@@ -1193,7 +1208,8 @@ def markdown(report: Report, command: str) -> str:
         "bit (tests/test_bench.py checks LeNet-5, the C4 model and rotation pooling).",
         "- `rotinv.models.conv_relu`: in inference on the CPU, LeNet-5's convolutions and their ReLUs run as "
         "one oneDNN call each (identical logits bit for bit, tested; not used with gradients or hooks).",
-        "- `rotinv.training.train`: Adam with `foreach=True` (identical weights for a seed, bit for bit).",
+        "- `rotinv.training`: the default recipe is batch 128 with Adam's fused kernel (was batch 64, "
+        "foreach Adam); the shipped checkpoints were retrained with it (docs/DESIGN.md, Training recipe).",
         "- The app no longer imports torchvision (MNIST read from its IDX files, the rotation grid computed "
         "in `rotinv.rotation`, bit-identical to torchvision's, tested), loads the training split only when "
         "someone trains, and shows the shipped models' recorded sweeps (`python -m rotinv record`) "
@@ -1205,7 +1221,7 @@ def markdown(report: Report, command: str) -> str:
         f"{'the whole test set' if s.test_images is None else f'{s.test_images} test images'}. "
         f"Interactive: {s.interactive_runs} runs. Training: one epoch of "
         f"{'all 60,000' if s.train_images is None else s.train_images} training images with the default "
-        "TrainConfig (batch 64, Adam 1e-3, cosine, seed 0). Cold start: AppTest.from_file('streamlit_app.py') "
+        f"TrainConfig (batch {TrainConfig.batch_size}, Adam 1e-3, cosine, seed 0). Cold start: AppTest.from_file('streamlit_app.py') "
         "in a fresh Python per page; the default page is run as is, the others through switch_page before "
         "the first run. The time is the page's first run; Python's start and Streamlit's import are shown "
         "beside it.",

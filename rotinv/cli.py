@@ -117,7 +117,7 @@ def command_train(args: argparse.Namespace) -> int:
         "input": "1x28x28 grayscale in [0, 1], white digit on black",
         "normalisation": {"mean": MNIST_MEAN, "std": MNIST_STD,
                           "applied": "inside the model, as its first step"},
-        "training": {**config.to_dict(), "optimizer": "Adam",
+        "training": {**config.to_dict(), "optimizer": "Adam (fused kernel)",
                      "lr_schedule": "cosine decay to 0 over all steps" if config.schedule == "cosine" else "constant",
                      "loss": "cross-entropy", "epochs_completed": result.epochs_completed,
                      "final_epoch_train_loss": result.train_loss,
@@ -208,7 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--arch", default="lenet5", choices=sorted(_architectures()))
     p.add_argument("--epochs", type=_bounded_int(1, 200), default=3)
     p.add_argument("--lr", type=_positive_float, default=1e-3, help="learning rate (Adam)")
-    p.add_argument("--batch-size", type=_bounded_int(1, 60000), default=64)
+    p.add_argument("--batch-size", type=_bounded_int(1, 60000), default=TrainConfig.batch_size)
     p.add_argument("--seed", type=_bounded_int(0, 2**31 - 1), default=0)
     p.add_argument("--train-size", type=_bounded_int(1, 60000), default=None,
                    help="train on the first N training images only (default: all 60,000)")

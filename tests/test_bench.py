@@ -14,12 +14,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from rotinv import bench, training
+from rotinv import bench
 from rotinv.data import DATA_ROOT_ENV, load_mnist
 from rotinv.evaluation import RotationPooled, _FastCpuPooling, predict_logits
 from rotinv.models import LeNet5, build_model
 from rotinv.rotation import rotate_tensor
-from rotinv.training import TrainConfig, train
 
 from realdata import ROOT, real_data_root
 
@@ -119,21 +118,6 @@ def test_pooling_that_needs_gradients_is_left_to_pytorch():
         y = F.max_pool2d(x, 2)
     y.sum().backward()
     assert y.grad_fn is not None and torch.equal(x.grad.sum(), torch.tensor(2 * 3 * 4 * 4.0))
-
-
-def test_foreach_adam_trains_the_same_weights_as_plain_adam(monkeypatch):
-    subset = load_mnist(True, real_data_root(), download=False).subset(320)
-    config = TrainConfig(epochs=1, batch_size=32, seed=3)
-    fast = train(subset.images, subset.labels, config).model.state_dict()
-    plain_adam = torch.optim.Adam
-
-    def adam(params, **kwargs):
-        kwargs.pop("foreach", None)
-        return plain_adam(params, foreach=False, **kwargs)
-
-    monkeypatch.setattr(training.torch.optim, "Adam", adam)
-    plain = train(subset.images, subset.labels, config).model.state_dict()
-    assert all(torch.equal(fast[name], plain[name]) for name in fast)
 
 
 def _unfused_forward(model: LeNet5, images: torch.Tensor) -> torch.Tensor:
