@@ -195,6 +195,40 @@ def results_at(entry: ModelEntry, split: Split, angles: Sequence[float],
     return [result_at(entry, split, angle, interpolation, tta_copies)[0] for angle in angles]
 
 
+# --- how long a live sweep would take ------------------------------------------------------------
+
+# A sweep expected to measure for longer than this asks first: until it is done it holds
+# the page, and on a shared server a core that other sessions are waiting for.
+ASK_BEFORE_LIVE_S = 30.0
+
+_seconds_per_image: dict[str, float] = {}  # by weights fingerprint, for this process
+
+
+def angles_to_measure(entry: ModelEntry, split: Split, angles: Sequence[float], interpolation: str = "bilinear",
+                      tta_copies: int = 1, use_records: bool = True) -> list[float]:
+    """The angles result_at would measure rather than read from records, one per result
+    (360° shares 0°'s): what a sweep over `angles` costs beyond the checkpoint's records."""
+    keys = {}
+    for angle in angles:
+        key = canonical_key(entry.fingerprint, split.sha256, angle, interpolation, tta_copies)
+        if not (use_records and key in entry.records):
+            keys.setdefault(key, float(angle))
+    return list(keys.values())
+
+
+def seconds_per_image(entry: ModelEntry, split: Split) -> float:
+    """One test image through the model, timed on this server (once per model and process)."""
+    if entry.fingerprint not in _seconds_per_image:
+        from rotinv.evaluation import predict_logits
+
+        images = split.images[:256]
+        predict_logits(entry.model, images)  # the first pass also sets up the kernels
+        started = time.perf_counter()
+        predict_logits(entry.model, images)
+        _seconds_per_image[entry.fingerprint] = (time.perf_counter() - started) / len(images)
+    return _seconds_per_image[entry.fingerprint]
+
+
 # --- a training run that outlives its script run ------------------------------------------------
 
 

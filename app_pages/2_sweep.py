@@ -61,6 +61,31 @@ except ValueError as error:
     st.stop()
 chosen = [by_key[key] for key in chosen_keys]
 
+# Points no recorded sweep holds are measured now, which can take minutes (a C4 model
+# pooled over 12 copies: half an hour): say how long, and wait for a click first.
+to_measure = {entry.key: app_shared.angles_to_measure(entry, test, angles, interpolation, tta, use_records=not live)
+              for entry in chosen}
+settings = (tuple(chosen_keys), tuple(angles), interpolation, tta, live)
+confirmed = st.session_state.setdefault("sweep_confirmed", set())
+if settings not in confirmed and any(to_measure.values()):
+    seconds = sum(len(to_measure[entry.key]) * len(test) * tta * app_shared.seconds_per_image(entry, test)
+                  for entry in chosen)
+    if seconds > app_shared.ASK_BEFORE_LIVE_S:
+        points = sum(len(pending) for pending in to_measure.values())
+        copies = f" × {tta} turned copies" if tta > 1 else ""
+        notice = st.empty()
+        with notice.container():
+            st.warning(f"{points} of these points would be measured now, not read from a recorded sweep: "
+                       f"{points} × {len(test):,} test digits{copies}, about {max(1, round(seconds / 60))} min on "
+                       "this server, and the page waits until it is done. Fewer angles or models, or pooling off, "
+                       "is quicker" + (", and so is *Measure live* off." if live else "."),
+                       icon=":material/hourglass_top:")
+            agreed = st.button("Measure them now", key="sweep_measure_now")
+        if not agreed:
+            st.stop()
+        notice.empty()
+confirmed.add(settings)
+
 # --- the sweep -----------------------------------------------------------------------------------
 
 results: dict[str, list] = {}

@@ -98,3 +98,23 @@ def test_first_visit_shows_the_recorded_sweep_at_once_and_live_measures_the_same
     live = at.dataframe[0].value
     recorded = table.set_index("Angle (°)")["Accuracy"]
     assert [float(a) for a in live["Accuracy"]] == [float(recorded[30.0]), float(recorded[60.0])]
+
+
+def test_a_long_live_measurement_asks_first_and_then_measures(new_app, monkeypatch):
+    monkeypatch.setattr(app_shared, "ASK_BEFORE_LIVE_S", 0.0)  # so that two angles count as long
+    at = open_sweep(new_app(), start=5, stop=10, step=5)  # angles no shipped record holds
+    assert not at.exception
+    assert any("2 of these points would be measured now" in warning.value for warning in at.warning)
+    assert not at.dataframe and not at.get("vega_lite_chart")  # nothing measured yet
+
+    at.button(key="sweep_measure_now").click()
+    at.run()
+    assert not at.exception and not at.warning
+    assert list(at.dataframe[0].value["Angle (°)"]) == [5.0, 10.0]
+    at.run()  # settings this session has agreed to are not asked about again
+    assert not at.warning and list(at.dataframe[0].value["Angle (°)"]) == [5.0, 10.0]
+
+    at.toggle(key="sweep_live").set_value(True)  # new settings: measured live, asked again
+    at.number_input(key="sweep_stop").set_value(5)
+    at.run()
+    assert any("1 of these points would be measured now" in warning.value for warning in at.warning)
