@@ -1092,7 +1092,8 @@ about a third of the time; conv1 (one input channel) runs at under 10 GFLOP/s fo
 plus weight gradient, about 15% of the time for 2% of the FLOPs; max_pool2d with
 indices is another 6%. Tried, in interleaved A/B runs of the same loop:
 - batch 128 instead of 64 (kept, with the shipped checkpoints retrained): about 1.3x
-  the images/s, the same MNIST accuracy; 256 was no faster than 128 here;
+  the images/s; after the same epochs (half the steps) the shipped models are 0.1-0.4
+  points less accurate (docs/DESIGN.md); 256 was no faster than 128 here;
 - Adam(fused=True) (kept): about 1.14x at batch 64, one kernel per parameter instead of
   several passes over fc1's 706k weights; it rounds differently from foreach Adam,
   hence the retraining;

@@ -102,7 +102,7 @@ def test_a_bad_upload_is_an_error_and_a_good_one_becomes_active(new_app, shipped
 def test_a_run_interrupted_by_stop_keeps_the_model_as_trained_so_far(new_app, shipped_lenet5):
     at = new_app().run()
     model = copy.deepcopy(shipped_lenet5[0])  # stands in for a half-trained model (and is cheap to measure)
-    config = TrainConfig(epochs=1)
+    config = TrainConfig(epochs=1, batch_size=64)  # 32 steps over 2,000 images
     run = app_shared.TrainingRun(config, 2_000, 32, model,
                                  history=[Progress(1, 20, 32, 0.9, 0.7, 1_280)])
     at.session_state[app_shared.TRAINING_RUN] = run  # as the page leaves it when a click interrupts training

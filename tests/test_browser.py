@@ -9,6 +9,7 @@ A screenshot is kept in test-artifacts/browser_inside.png.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import signal
@@ -22,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from rotinv.data import DATA_ROOT_ENV, mnist_available
+from rotinv.training import TrainConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
@@ -185,10 +187,11 @@ def test_stop_keeps_the_model_and_another_session_is_untouched(app_url, browser)
         expect(trainer.get_by_role("heading", name="Train your own")).to_be_visible(timeout=FIRST_LOAD_MS)
         expect(sidebar_caption(trainer)).to_contain_text("0 of yours")
         epochs = trainer.get_by_role("spinbutton", name="Epochs")
-        epochs.fill("20")  # 3,140 steps: far longer than this test waits
+        steps = 20 * math.ceil(10_000 / TrainConfig.batch_size)  # the page's default 10,000 images
+        epochs.fill("20")  # thousands of steps: far longer than this test waits
         epochs.press("Tab")
         trainer.get_by_test_id("stBaseButton-primaryFormSubmit").click()
-        progress = trainer.get_by_text(re.compile(r"Epoch 1 of 20 · step [1-9][0-9,]* of 3,140"))
+        progress = trainer.get_by_text(re.compile(rf"Epoch 1 of 20 · step [1-9][0-9,]* of {steps:,}"))
         expect(progress).to_be_visible(timeout=FIRST_LOAD_MS)
 
         # While the first session trains, a second visitor gets the whole app, with nothing of the first's.
@@ -197,13 +200,13 @@ def test_stop_keeps_the_model_and_another_session_is_untouched(app_url, browser)
         expect(sidebar_caption(visitor)).to_contain_text("0 of yours")
 
         trainer.get_by_test_id("stButton").get_by_role("button", name="Stop").click()  # the page's own Stop
-        stopped = trainer.get_by_text(re.compile(r"Stopped at step [1-9][0-9,]* of 3,140"))
+        stopped = trainer.get_by_text(re.compile(rf"Stopped at step [1-9][0-9,]* of {steps:,}"))
         expect(stopped).to_be_visible(timeout=FIRST_LOAD_MS)
         expect(sidebar_caption(trainer)).to_contain_text("1 of yours")
         told = [int(n.replace(",", "")) for n in re.findall(r"step ([0-9,]+)", stopped.inner_text())]
-        # "Stopped at step N of 3,140: ... kept as <label>, stopped at step N": the kept model's label
+        # "Stopped at step N of 1,580: ... kept as <label>, stopped at step N": the kept model's label
         # and the message agree, so the model stopped changing before it was kept.
-        assert len(told) == 2 and told[0] == told[1] and 0 < told[0] < 3140, told
+        assert len(told) == 2 and told[0] == told[1] and 0 < told[0] < steps, told
 
         # The visitor, reloaded, still sees only the shipped models: the stopped model stays in its session.
         visitor.reload(wait_until="domcontentloaded")
