@@ -1053,13 +1053,16 @@ def markdown_table(rows: list[Row]) -> str:
 WHY = {
     "sweep fp32": """\
 What is left is the convolutions themselves: with the ReLU fused in, oneDNN's three
-convolutions are about three quarters of a sweep's time (torch.profiler, above). conv3,
-64% of the FLOPs, runs at about 50-60 GFLOP/s on two threads at 512 images a pass,
-about half of MKL's rate for a 2048^2 matmul; conv1 (one input channel) manages about
-10 and conv2 (six) about 35-40, poor matrix shapes whatever the layout. Rewriting conv3
-as im2col + one matrix product was 2-5x slower (the unfolded input is 25x the
-activations), and channels_last was within noise. fc1 runs at about half the matmul
-rate (its output has only 120 columns). On one thread, where no op waits at a barrier,
+convolutions are about three quarters of a sweep's time (torch.profiler, above). Timed
+alone at 512 images on two quiet threads (a 2048^2 matmul: 87-104 GFLOP/s), conv3, 64%
+of the FLOPs, runs at about 100 GFLOP/s and fc1 (19%) at about 100, but conv2 (six input
+channels, 13% of the FLOPs) manages about 70 and conv1 (one input channel, 3%) about 20:
+conv1 alone is an eighth of the time, and pooling another 7%. Tried for conv1: the same
+convolution as a depthwise one over six copies of the input (identical numbers, 30%
+slower); channels_last (no faster for any layer, not identical for conv2 and conv3);
+for pooling, one amax over a 2x2-blocked view (7x slower than the strided maxima) and
+PyTorch's max_pool2d (4-6x slower). Rewriting conv3 as im2col + one matrix product was
+2-5x slower (the unfolded input is 25x the activations). On one thread, where no op waits at a barrier,
 the same code reaches a larger share of the one-thread roofline (the figures just above).
 Tried, with single-threaded CPU-time figures for 4,000 images at 15 degrees:
 - forward passes of at most 512 images instead of 2,000 (kept): 2,000 images of conv1
