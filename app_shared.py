@@ -178,11 +178,14 @@ def result_at(entry: ModelEntry, split: Split, angle: float, interpolation: str 
     A shipped checkpoint's recorded sweep (`python -m rotinv record`) answers for exactly
     its weights and test set; anything else is measured through evaluate_cached.
     """
-    if use_records:
-        recorded = entry.records.get(canonical_key(entry.fingerprint, split.sha256, angle, interpolation, tta_copies))
-        if recorded is not None:
-            return _at_angle(recorded, angle), True
+    recorded = _recorded(entry, split, angle, interpolation, tta_copies) if use_records else None
+    if recorded is not None:
+        return _at_angle(recorded, angle), True
     return evaluate_cached(entry.fingerprint, angle, interpolation, tta_copies, entry.model, split), False
+
+
+def _recorded(entry: ModelEntry, split: Split, angle: float, interpolation: str, tta_copies: int) -> AngleResult | None:
+    return entry.records.get(canonical_key(entry.fingerprint, split.sha256, angle, interpolation, tta_copies))
 
 
 def _at_angle(result: AngleResult, angle: float) -> AngleResult:
@@ -208,12 +211,12 @@ def angles_to_measure(entry: ModelEntry, split: Split, angles: Sequence[float], 
                       tta_copies: int = 1, use_records: bool = True) -> list[float]:
     """The angles result_at would measure rather than read from records, one per result
     (360° shares 0°'s): what a sweep over `angles` costs beyond the checkpoint's records."""
-    keys = {}
+    one_per_result: dict = {}
     for angle in angles:
-        key = canonical_key(entry.fingerprint, split.sha256, angle, interpolation, tta_copies)
-        if not (use_records and key in entry.records):
-            keys.setdefault(key, float(angle))
-    return list(keys.values())
+        one_per_result.setdefault(canonical_key(entry.fingerprint, split.sha256, angle, interpolation, tta_copies),
+                                  float(angle))
+    return [angle for angle in one_per_result.values()
+            if not (use_records and _recorded(entry, split, angle, interpolation, tta_copies) is not None)]
 
 
 def seconds_per_image(entry: ModelEntry, split: Split) -> float:

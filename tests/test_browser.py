@@ -12,52 +12,16 @@ from __future__ import annotations
 import math
 import os
 import re
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
-from pathlib import Path
 
 import pytest
 
+from app_server import CHROMIUM, CHROMIUM_ARGS, ROOT, start_app, stop
 from rotinv.data import DATA_ROOT_ENV, mnist_available
 from rotinv.training import TrainConfig
 
-ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-STARTUP_TIMEOUT = 60.0  # seconds for the server to answer its health check
 WAIT_MS = 30_000  # for the page to react to a stroke or a click
 FIRST_LOAD_MS = 120_000  # the first run of the app imports torch and loads MNIST and the models
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def stop(process: subprocess.Popen) -> None:
-    """Terminate the server and everything it started, whatever state it is in."""
-    if process.poll() is None:
-        try:
-            os.killpg(process.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            pass
-    try:  # stragglers in the group, even when the leader is gone
-        os.killpg(process.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-    if process.poll() is None:
-        process.wait(timeout=10)
 
 
 @pytest.fixture
@@ -66,30 +30,13 @@ def app_url():
     if not root or not mnist_available(root):
         pytest.fail(f"The browser test needs the real MNIST: set {DATA_ROOT_ENV} (currently {root!r}).")
     ARTIFACTS.mkdir(exist_ok=True)
-    port = free_port()
     log_path = ARTIFACTS / "browser_server.log"
-    command = [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.headless", "true",
-               "--server.address", "127.0.0.1", "--server.port", str(port),
-               "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"]
     with open(log_path, "wb") as log:
-        process = subprocess.Popen(command, cwd=ROOT, env=dict(os.environ), stdout=log, stderr=subprocess.STDOUT,
-                                   start_new_session=True)  # its own process group, killed as one
+        try:
+            process, url = start_app(log)
+        except (RuntimeError, TimeoutError) as error:
+            pytest.fail(f"{error}:\n{log_path.read_text()[-3000:]}")
     try:
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"streamlit exited with {process.returncode}:\n{log_path.read_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as answer:
-                    if answer.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"streamlit did not answer within {STARTUP_TIMEOUT:.0f} s:\n"
-                            f"{log_path.read_text()[-3000:]}")
-            time.sleep(0.5)
         yield url
     finally:
         stop(process)
@@ -204,7 +151,7 @@ def test_stop_keeps_the_model_and_another_session_is_untouched(app_url, browser)
         expect(stopped).to_be_visible(timeout=FIRST_LOAD_MS)
         expect(sidebar_caption(trainer)).to_contain_text("1 of yours")
         told = [int(n.replace(",", "")) for n in re.findall(r"step ([0-9,]+)", stopped.inner_text())]
-        # "Stopped at step N of 1,580: ... kept as <label>, stopped at step N": the kept model's label
+        # "Stopped at step N of {steps}: ... kept as <label>, stopped at step N": the kept model's label
         # and the message agree, so the model stopped changing before it was kept.
         assert len(told) == 2 and told[0] == told[1] and 0 < told[0] < steps, told
 
