@@ -1062,8 +1062,9 @@ convolution as a depthwise one over six copies of the input (identical numbers, 
 slower); channels_last (no faster for any layer, not identical for conv2 and conv3);
 for pooling, one amax over a 2x2-blocked view (7x slower than the strided maxima) and
 PyTorch's max_pool2d (4-6x slower). Rewriting conv3 as im2col + one matrix product was
-2-5x slower (the unfolded input is 25x the activations). On one thread, where no op waits at a barrier,
-the same code reaches a larger share of the one-thread roofline (the figures just above).
+2-5x slower (the unfolded input is 25x the activations). On one thread, where no op
+waits at a barrier, the same code reaches a larger share of the one-thread roofline (the
+figures just above).
 Tried, with single-threaded CPU-time figures for 4,000 images at 15 degrees:
 - forward passes of at most 512 images instead of 2,000 (kept): 2,000 images of conv1
   output are 37.6 MB, above glibc's mmap threshold, so every batch page-faulted its
