@@ -22,7 +22,8 @@ from rotinv.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
 from rotinv.data import DATA_ROOT_ENV, DataUnavailableError, load_mnist, resolve_data_root
 from rotinv.evaluation import evaluate, parse_angles, sweep
 from rotinv.models import ARCHITECTURES, MNIST_MEAN, MNIST_STD, build_model, count_parameters
-from rotinv.records import DEFAULT_ANGLES, record
+from rotinv.records import (DEFAULT_ANGLES, LOSS_RELATIVE_TOLERANCE, MOVED_PREDICTIONS_TOLERANCE, check, cpu_kernels,
+                            record)
 from rotinv.report import CHECKPOINT_ANGLES, format_table, table1, table2
 from rotinv.rotation import INTERPOLATIONS
 from rotinv.training import AUGMENTATIONS, TrainConfig, train
@@ -148,9 +149,36 @@ def command_record(args: argparse.Namespace) -> int:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     test_split = load_mnist(False, args.data_root)
-    settings = [(interpolation, copies) for copies in args.tta_copies for interpolation in args.interpolation]
-    _record(args.model, test_split, settings, args.angles,
+    settings = None  # the options left out: record the defaults, check everything recorded
+    if args.interpolation is not None or args.tta_copies is not None:
+        settings = [(interpolation, copies) for copies in args.tta_copies or [1]
+                    for interpolation in args.interpolation or ["bilinear", "nearest"]]
+    if args.check:
+        return _check(args.model, test_split, args.angles, settings)
+    _record(args.model, test_split, settings or [("bilinear", 1), ("nearest", 1)], args.angles or DEFAULT_ANGLES,
             _command_line(args))
+    return 0
+
+
+def _check(checkpoint: str, test_split, angles, settings) -> int:
+    """Measure the recorded sweeps again on this machine; exit 1 if any result is off by more than rounding."""
+    print(f"Measuring {checkpoint}'s recorded sweeps again on {len(test_split):,} test images with "
+          f"{cpu_kernels()} kernels, {torch.get_num_threads()} thread(s) ...", file=sys.stderr)
+    sweeps = check(checkpoint, test_split, angles, settings)
+    print(format_table([{"Setting": f"{s.interpolation}, {s.tta_copies} cop{'y' if s.tta_copies == 1 else 'ies'}",
+                         "Recorded with": s.recorded_on or "(not noted)", "Angles": len(s.by_angle),
+                         "Largest relative loss difference": f"{s.worst().loss_relative:.1e}",
+                         "Most predictions moved": s.worst().moved_predictions} for s in sweeps]))
+    outside = [(s, angle) for s in sweeps for angle, d in s.by_angle if not d.within_tolerance()]
+    bounds = (f"loss within {LOSS_RELATIVE_TOLERANCE:g} of itself, at most {MOVED_PREDICTIONS_TOLERANCE} "
+              "predictions moved")
+    if outside:
+        listed = ", ".join(f"{angle:g}° ({s.interpolation}, {s.tta_copies})" for s, angle in outside[:10])
+        print(f"{len(outside)} result(s) differ from the record by more than rounding ({bounds}): {listed}. "
+              "The weights or the test data are not what was recorded, or this machine computes "
+              "differently: record again with `python -m rotinv record`.")
+        return 1
+    print(f"Every result matches its record up to rounding ({bounds}).")
     return 0
 
 
@@ -232,12 +260,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("record", parents=[common],
                             help="measure a checkpoint's sweep and store it in its JSON, for the app to show at once")
     p.add_argument("model", help="the checkpoint (.pt); its weights are not changed")
-    p.add_argument("--angles", type=_angles, default=list(DEFAULT_ANGLES),
+    p.add_argument("--angles", type=_angles, default=None,
                    help="comma-separated degrees (default every 15° from 0 to 345)")
-    p.add_argument("--interpolation", nargs="+", choices=list(INTERPOLATIONS), default=["bilinear", "nearest"])
-    p.add_argument("--tta-copies", nargs="+", type=_bounded_int(1, 36), default=[1],
-                   help="test-time rotation pooling: 1 (off) or the number of turned copies to average")
+    p.add_argument("--interpolation", nargs="+", choices=list(INTERPOLATIONS), default=None,
+                   help="default: bilinear and nearest")
+    p.add_argument("--tta-copies", nargs="+", type=_bounded_int(1, 36), default=None,
+                   help="test-time rotation pooling: 1 (off, the default) or the number of turned copies to average")
     p.add_argument("--threads", type=_bounded_int(1, 256), default=None, help="CPU threads for torch")
+    p.add_argument("--check", action="store_true",
+                   help="write nothing: measure the recorded sweeps again and report how far each is from its "
+                        "record (exit 1 if any differs by more than rounding); the other options narrow the check")
     p.set_defaults(run=command_record)
 
     p = commands.add_parser("reproduce", parents=[common], help="the report's Tables 1 and 2 beside ours")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
@@ -30,6 +31,45 @@ DEFAULT_SETTINGS: tuple[tuple[str, int], ...] = (("bilinear", 1), ("nearest", 1)
 
 # (weights fingerprint, test-set sha256, angle in [0, 360), interpolation, test-time copies)
 RecordKey = tuple[str, str, float, str, int]
+
+# How far a measurement may stand from a record of the same weights on the same data and
+# still be the same result. Between AVX2 and AVX-512 kernels the mean loss of a shipped
+# model moved by at most 2.2e-7 of itself and no prediction changed (every recorded setting
+# of all three models, docs/DESIGN.md); the bounds leave room for other CPUs and GPUs.
+LOSS_RELATIVE_TOLERANCE = 1e-5
+MOVED_PREDICTIONS_TOLERANCE = 3  # images of the test set whose predicted class may differ
+
+
+@dataclass(frozen=True)
+class Discrepancy:
+    """How a measured result differs from a recorded one."""
+
+    loss_relative: float  # |loss - recorded loss| / |recorded loss|
+    moved_predictions: int  # the fewest changed predictions that explain the counts' difference
+
+    def within_tolerance(self) -> bool:
+        return (self.loss_relative <= LOSS_RELATIVE_TOLERANCE
+                and self.moved_predictions <= MOVED_PREDICTIONS_TOLERANCE)
+
+
+def discrepancy(recorded: AngleResult, measured: AngleResult) -> Discrepancy:
+    """How far `measured` is from `recorded`; a ValueError if they are not of the same test."""
+    if (recorded.count, float(recorded.angle) % 360) != (measured.count, float(measured.angle) % 360):
+        raise ValueError(f"A result on {measured.count} images at {measured.angle:g}° cannot be compared with "
+                         f"one on {recorded.count} images at {recorded.angle:g}°.")
+    # An image whose prediction changes leaves one cell of its row and enters another.
+    cells = sum(abs(a - b) for old, new in zip(recorded.confusion, measured.confusion) for a, b in zip(old, new))
+    correct = round(abs(recorded.accuracy - measured.accuracy) * recorded.count)
+    scale = abs(recorded.loss) or 1.0
+    loss_relative = abs(measured.loss - recorded.loss) / scale
+    if loss_relative != loss_relative:  # NaN on either side never matches
+        loss_relative = float("inf")
+    return Discrepancy(loss_relative, max(-(-cells // 2), correct))
+
+
+def matches(recorded: AngleResult, measured: AngleResult) -> bool:
+    """Whether `measured` is the recorded result, up to rounding (see LOSS_RELATIVE_TOLERANCE)."""
+    return discrepancy(recorded, measured).within_tolerance()
 
 
 def canonical_key(fingerprint: str, data_sha256: str, angle: float, interpolation: str,
@@ -53,6 +93,7 @@ def measure_sweeps(model: torch.nn.Module, split: Split, angles: Sequence[float]
         sweeps.append({"interpolation": interpolation, "tta_copies": int(copies), "test_set": split.name,
                        "test_set_sha256": split.sha256, "weights_fingerprint": fingerprint,
                        "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
+                       "cpu_kernels": cpu_kernels(),
                        "recorded": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                        "results": results})
     return sweeps
@@ -96,3 +137,58 @@ def record(checkpoint: str | os.PathLike, split: Split, angles: Sequence[float] 
             and (s.get("interpolation"), s.get("tta_copies"), s.get("test_set_sha256")) not in fresh]
     update_metadata(path, {**metadata, RECORDS_KEY: kept + sweeps})
     return sweeps
+
+
+def cpu_kernels() -> str:
+    """The CPU kernel family torch runs here ('AVX512', 'AVX2', ...), and oneDNN's cap if one is set."""
+    family = torch.backends.cpu.get_cpu_capability()
+    cap = os.environ.get("ONEDNN_MAX_CPU_ISA", "").strip()
+    return f"{family} (oneDNN capped at {cap})" if cap else family
+
+
+@dataclass(frozen=True)
+class CheckedSweep:
+    """One recorded sweep measured again: its setting and each angle's discrepancy."""
+
+    interpolation: str
+    tta_copies: int
+    recorded_on: str  # the CPU kernels the record names ("" for records older than that field)
+    by_angle: tuple[tuple[float, Discrepancy], ...]
+
+    def worst(self) -> Discrepancy:
+        return Discrepancy(max(d.loss_relative for _, d in self.by_angle),
+                           max(d.moved_predictions for _, d in self.by_angle))
+
+
+def check(checkpoint: str | os.PathLike, split: Split, angles: Sequence[float] | None = None,
+          settings: Iterable[tuple[str, int]] | None = None) -> list[CheckedSweep]:
+    """Measure a checkpoint's recorded sweeps again here and say how far each result is from its record.
+
+    Only records of these weights on this test set are checked; `angles` and `settings`
+    narrow them (None: all of them). A CheckpointError when nothing recorded is left to check.
+    """
+    model, metadata = load_checkpoint(checkpoint)
+    fingerprint = weights_fingerprint(model)
+    wanted_settings = None if settings is None else {(i, int(c)) for i, c in settings}
+    wanted_angles = None if angles is None else {float(a) % 360 for a in angles}
+    checked = []
+    for sweep in metadata.get(RECORDS_KEY, []):
+        if not isinstance(sweep, dict) or sweep.get("weights_fingerprint") != fingerprint \
+                or sweep.get("test_set_sha256") != split.sha256:
+            continue
+        interpolation, copies = str(sweep.get("interpolation")), int(sweep.get("tta_copies", 1))
+        if wanted_settings is not None and (interpolation, copies) not in wanted_settings:
+            continue
+        scored = model if copies <= 1 else RotationPooled(model, copies, interpolation)
+        by_angle = []
+        for row in sweep.get("results", []):
+            stored = AngleResult.from_dict(row)
+            if wanted_angles is None or stored.angle % 360 in wanted_angles:
+                measured = evaluate(scored, split.images, split.labels, stored.angle, interpolation)
+                by_angle.append((stored.angle, discrepancy(stored, measured)))
+        if by_angle:
+            checked.append(CheckedSweep(interpolation, copies, str(sweep.get("cpu_kernels", "")), tuple(by_angle)))
+    if not checked:
+        raise CheckpointError(f"{Path(checkpoint).name} has no recorded sweep of these weights on this test set "
+                              "at those settings and angles to check; `python -m rotinv record` makes one.")
+    return checked

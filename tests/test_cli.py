@@ -12,8 +12,8 @@ from rotinv.checkpoints import load_checkpoint
 from realdata import ROOT, real_data_root
 
 
-def run_cli(*args, data_root=None, check=False):
-    env = dict(os.environ)
+def run_cli(*args, data_root=None, check=False, env=None):
+    env = dict(os.environ if env is None else env)
     if data_root is not None:
         env["ROTINV_DATA_ROOT"] = data_root
     result = subprocess.run([sys.executable, "-m", "rotinv", *args], capture_output=True, text=True,

@@ -116,3 +116,62 @@ def test_train_with_record_leaves_a_checkpoint_the_app_can_show_at_once(tmp_path
     assert all(s["weights_fingerprint"] == weights_fingerprint(model) for s in sweeps)
     assert all(s["command"].startswith("python -m rotinv train") for s in sweeps)
     assert "Stored in" in capsys.readouterr().err
+
+
+def _result(confusion, loss=0.5, angle=15.0):
+    from rotinv.evaluation import AngleResult
+
+    total = sum(map(sum, confusion))
+    return AngleResult(angle, loss, sum(confusion[i][i] for i in range(len(confusion))) / total,
+                       tuple(row[i] / sum(row) for i, row in enumerate(confusion)),
+                       tuple(tuple(row) for row in confusion), total)
+
+
+def test_discrepancy_counts_the_predictions_that_moved_and_the_loss_rounding():
+    from rotinv.records import LOSS_RELATIVE_TOLERANCE, MOVED_PREDICTIONS_TOLERANCE, discrepancy, matches
+
+    recorded = _result([[50, 0, 0], [0, 40, 0], [0, 0, 10]])
+    assert discrepancy(recorded, recorded) == discrepancy(recorded, _result([[50, 0, 0], [0, 40, 0], [0, 0, 10]]))
+    assert discrepancy(recorded, recorded).moved_predictions == 0
+    # one image of class 0 now read as a 1, one of class 2 as a 0: two moved
+    moved_two = _result([[49, 1, 0], [0, 40, 0], [1, 0, 9]])
+    assert discrepancy(recorded, moved_two).moved_predictions == 2
+    # a wrong answer that changes to another wrong answer moves a prediction, accuracy unchanged
+    assert discrepancy(_result([[49, 1, 0], [0, 40, 0], [0, 0, 10]]),
+                       _result([[49, 0, 1], [0, 40, 0], [0, 0, 10]])).moved_predictions == 1
+    too_many = _result([[50 - MOVED_PREDICTIONS_TOLERANCE - 1, MOVED_PREDICTIONS_TOLERANCE + 1, 0],
+                        [0, 40, 0], [0, 0, 10]])
+    assert matches(recorded, moved_two) and not matches(recorded, too_many)
+    # the loss: rounding passes, a real change does not, NaN never matches
+    assert matches(recorded, _result(recorded.confusion, loss=0.5 * (1 + LOSS_RELATIVE_TOLERANCE / 2)))
+    assert not matches(recorded, _result(recorded.confusion, loss=0.5 * (1 + 3 * LOSS_RELATIVE_TOLERANCE)))
+    assert not matches(recorded, _result(recorded.confusion, loss=float("nan")))
+    # a full turn is the same angle; another angle or test set cannot be compared
+    assert matches(recorded, _result(recorded.confusion, angle=375.0))
+    with pytest.raises(ValueError, match="cannot be compared"):
+        discrepancy(recorded, _result(recorded.confusion, angle=30.0))
+    with pytest.raises(ValueError, match="cannot be compared"):
+        discrepancy(recorded, _result([[51, 0, 0], [0, 40, 0], [0, 0, 10]]))
+
+
+def test_record_check_reports_a_record_that_is_off_and_writes_nothing(checkpoint, data_root, capsys):
+    sidecar = metadata_path(checkpoint)
+    metadata = json.loads(sidecar.read_text())
+    sweep = next(s for s in metadata[RECORDS_KEY] if s["interpolation"] == "bilinear" and s["tta_copies"] == 1)
+    row = next(r for r in sweep["results"] if r["angle"] == 30.0)
+    row["confusion"][7][7] -= 5  # five sevens recorded as ones: no other CPU rounds like that
+    row["confusion"][7][1] += 5
+    sidecar.write_text(json.dumps(metadata))
+    before = (checkpoint.read_bytes(), sidecar.read_bytes())
+
+    assert main(["record", "--check", str(checkpoint), "--angles", "15,30", "--interpolation", "bilinear",
+                 "--tta-copies", "1", "--data-root", data_root]) == 1
+    out = capsys.readouterr().out
+    assert "1 result(s) differ from the record by more than rounding" in out and "30° (bilinear, 1)" in out
+    assert (checkpoint.read_bytes(), sidecar.read_bytes()) == before
+    assert main(["record", "--check", str(checkpoint), "--angles", "15", "--interpolation", "bilinear",
+                 "--data-root", data_root]) == 0
+    assert "Every result matches its record up to rounding" in capsys.readouterr().out
+    # nothing recorded at that angle: said so, not an empty table
+    assert main(["record", "--check", str(checkpoint), "--angles", "7.5", "--data-root", data_root]) == 2
+    assert "no recorded sweep" in capsys.readouterr().err
