@@ -140,9 +140,8 @@ def display_label(entry: ModelEntry) -> str:
 
 def available_architectures() -> list[str]:
     """The architectures a new model can be trained as (lenet5 first)."""
-    from rotinv.models import ARCHITECTURES, build_model
+    from rotinv.architectures import ARCHITECTURES
 
-    build_model("lenet5")  # registers the optional architectures (e.g. lenet5_c4)
     return sorted(ARCHITECTURES, key=lambda name: (name != "lenet5", name))
 
 

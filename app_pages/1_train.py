@@ -12,7 +12,8 @@ import app_shared
 from rotinv import charts
 from rotinv.checkpoints import MAX_CHECKPOINT_BYTES, CheckpointError, load_checkpoint_bytes, state_dict_bytes
 from rotinv.limits import MNIST_TRAIN_IMAGES, training_limits, train_size_choices
-from rotinv.models import ARCHITECTURES, build_model, count_parameters
+from rotinv.architectures import architecture_name, build_model
+from rotinv.models import count_parameters
 from rotinv.report import CHECKPOINT_ANGLES, REPORT_TABLE1, REPORT_TABLE2, table1, table2
 from rotinv.training import TrainConfig, train
 
@@ -52,8 +53,8 @@ def describe(entry: app_shared.ModelEntry) -> str:
     meta = entry.metadata or {}
     training = meta.get("training") or {}
     data = meta.get("data") or {}
-    arch = meta.get("architecture") or next((n for n, c in ARCHITECTURES.items() if type(entry.model) is c), "")
-    parts = [f"**{ARCH_NAMES.get(arch, arch or type(entry.model).__name__)}**",
+    arch = meta.get("architecture") or architecture_name(entry.model)
+    parts = [f"**{ARCH_NAMES.get(arch, arch)}**",
              f"{count_parameters(entry.model):,} parameters"]
     if data.get("train_images"):
         parts.append(f"trained on {int(data['train_images']):,} images")
@@ -281,7 +282,7 @@ def on_upload() -> None:
     except CheckpointError as error:
         st.session_state[UPLOAD_MESSAGE] = ("error", f"{uploaded.name} was not loaded: {error}")
         return
-    arch = next((name for name, cls in ARCHITECTURES.items() if type(model) is cls), type(model).__name__)
+    arch = architecture_name(model)
     entry = app_shared.add_session_model(model, {"architecture": arch, "uploaded_file": uploaded.name},
                                          "uploaded", uploaded.name)
     st.session_state[UPLOAD_MESSAGE] = ("success", f"Loaded {uploaded.name} ({ARCH_NAMES.get(arch, arch)}); "

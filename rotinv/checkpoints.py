@@ -22,7 +22,7 @@ from typing import Mapping
 import torch
 from torch import nn
 
-from rotinv.models import ARCHITECTURES, build_model
+from rotinv.architectures import ARCHITECTURES, build_model
 
 # A LeNet-5 checkpoint is about 3 MB; anything far bigger is not one of ours.
 MAX_CHECKPOINT_BYTES = 20 * 1024 * 1024
@@ -158,7 +158,6 @@ def read_state_dict(payload: bytes) -> dict[str, torch.Tensor]:
 
 def infer_architecture(state_dict: Mapping[str, torch.Tensor]) -> str:
     """The architecture whose parameter names match the state_dict's."""
-    build_model("lenet5")  # makes sure every architecture has registered itself
     for arch in ARCHITECTURES:
         if set(build_model(arch).state_dict()) == set(state_dict):
             return arch
@@ -229,13 +228,9 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[nn.Module, dict]:
     if recorded is not None and recorded != hashlib.sha256(payload).hexdigest():
         metadata = {}  # the sidecar describes other weights (e.g. a save was interrupted)
     arch = metadata.get("architecture")
-    arch = arch if isinstance(arch, str) and arch in _known_architectures() else None
+    arch = arch if isinstance(arch, str) and arch in ARCHITECTURES else None
     return load_checkpoint_bytes(payload, arch), metadata
 
-
-def _known_architectures() -> set[str]:
-    build_model("lenet5")
-    return set(ARCHITECTURES)
 
 
 def weights_fingerprint(model: nn.Module) -> str:

@@ -21,7 +21,8 @@ from rotinv import __version__
 from rotinv.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
 from rotinv.data import DATA_ROOT_ENV, DataUnavailableError, load_mnist, resolve_data_root
 from rotinv.evaluation import evaluate, parse_angles, sweep
-from rotinv.models import ARCHITECTURES, MNIST_MEAN, MNIST_STD, build_model, count_parameters
+from rotinv.architectures import ARCHITECTURES
+from rotinv.models import MNIST_MEAN, MNIST_STD, count_parameters
 from rotinv.records import (DEFAULT_ANGLES, LOSS_RELATIVE_TOLERANCE, MOVED_PREDICTIONS_TOLERANCE, check, cpu_kernels,
                             record)
 from rotinv.report import CHECKPOINT_ANGLES, format_table, table1, table2
@@ -233,7 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     p = commands.add_parser("train", parents=[common], help="train a model and save a checkpoint")
-    p.add_argument("--arch", default="lenet5", choices=sorted(_architectures()))
+    p.add_argument("--arch", default="lenet5", choices=sorted(ARCHITECTURES))
     p.add_argument("--epochs", type=_bounded_int(1, 200), default=3)
     p.add_argument("--lr", type=_positive_float, default=1e-3, help="learning rate (Adam)")
     p.add_argument("--batch-size", type=_bounded_int(1, 60000), default=TrainConfig.batch_size)
@@ -276,11 +277,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="models/lenet5.pt")
     p.set_defaults(run=command_reproduce)
     return parser
-
-
-def _architectures() -> list[str]:
-    build_model("lenet5")  # registers the optional architectures
-    return list(ARCHITECTURES)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -50,7 +50,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rotinv.models import ARCHITECTURES, normalize
+from rotinv.models import max_pool_2x2, normalize
 
 ORIENTATIONS = 4  # the quarter turns of C4
 
@@ -186,13 +186,10 @@ class C4LeNet(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         x = normalize(images)
-        x = F.max_pool2d(F.relu(self.conv1(x)), 2)
-        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
+        x = max_pool_2x2(F.relu(self.conv1(x)))
+        x = max_pool_2x2(F.relu(self.conv2(x)))
         x = F.relu(self.conv3(x))
         x = torch.flatten(invariant_pool(x), 1)
         x = F.relu(self.fc1(x))
         x = F.relu(self.fc2(x))
         return self.fc3(x)
-
-
-ARCHITECTURES["lenet5_c4"] = C4LeNet

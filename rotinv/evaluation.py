@@ -7,7 +7,6 @@ twice for the same angle.
 
 from __future__ import annotations
 
-import contextlib
 import math
 from dataclasses import asdict, dataclass
 from typing import Callable, Iterable, Sequence
@@ -15,7 +14,6 @@ from typing import Callable, Iterable, Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.overrides import TorchFunctionMode
 
 from rotinv.rotation import rotate_tensor
 
@@ -55,8 +53,9 @@ class AngleResult:
 # is 18.8 KB an image, 9.6 MB here) stay small enough for the allocator to reuse its
 # buffers and for the caches to hold them, while the convolutions are still big matrix
 # products. 2000 at a time spent a quarter of the time in page faults and cache misses.
-# The logits do not depend on it (each image is computed on its own; checked bit for bit
-# against 2000 at a time by tests/test_bench.py).
+# The logits depend on it only through rounding: each image is computed on its own, but
+# oneDNN may choose another kernel for another batch size (checked against 2000 at a
+# time by tests/test_fast_paths.py).
 CPU_FORWARD_CHUNK = 512
 
 
@@ -74,70 +73,11 @@ def predict_logits(
     on_cpu = device.type == "cpu"
     chunk = max(1, min(batch_size, CPU_FORWARD_CHUNK)) if on_cpu else batch_size
     outputs = []
-    with _FastCpuPooling() if on_cpu else contextlib.nullcontext():
-        for start in range(0, len(images), batch_size):
-            batch = rotate_tensor(images[start : start + batch_size], angle, interpolation)
-            for offset in range(0, len(batch), chunk):
-                outputs.append(model(batch[offset : offset + chunk].to(device)).float().cpu())
+    for start in range(0, len(images), batch_size):
+        batch = rotate_tensor(images[start : start + batch_size], angle, interpolation)
+        for offset in range(0, len(batch), chunk):
+            outputs.append(model(batch[offset : offset + chunk].to(device)).float().cpu())
     return torch.cat(outputs) if outputs else torch.empty(0, NUM_CLASSES)
-
-
-class _FastCpuPooling(TorchFunctionMode):
-    """Inside predict_logits, 2x2 max pooling with stride 2 as three elementwise maxima.
-
-    PyTorch's CPU max_pool2d on NCHW tensors also works out the argmax indices and does
-    not vectorise over the 2x2 windows; for LeNet-5 it took a fifth of a forward pass.
-    The maximum of the four strided sub-grids is the same number for every output pixel
-    (max is exact, NaN propagates like max_pool2d), five times faster. Anything other
-    than plain 2x2/2 pooling without padding, dilation, ceil_mode or indices, and any
-    tensor that needs gradients, goes to PyTorch unchanged. The mode is thread-local, so
-    other threads (other app sessions) are not affected.
-    """
-
-    _POOLS = (F.max_pool2d, torch.max_pool2d)
-    _ARGUMENTS = ("input", "kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices")
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        if func in self._POOLS:
-            pooled = _pool_2x2(dict(zip(self._ARGUMENTS, args)) | kwargs)
-            if pooled is not None:
-                return pooled
-        return func(*args, **kwargs)
-
-
-def _pair(value) -> tuple | None:
-    if isinstance(value, int) and not isinstance(value, bool):
-        return (value, value)
-    if isinstance(value, (list, tuple)) and len(value) in (1, 2) and all(isinstance(v, int) for v in value):
-        return (value[0], value[-1])
-    return None
-
-
-def _pool_2x2(arguments: dict) -> torch.Tensor | None:
-    x = arguments.get("input")
-    if not isinstance(x, torch.Tensor) or x.device.type != "cpu" or x.dim() not in (3, 4):
-        return None
-    if not x.is_floating_point() or x.requires_grad:
-        return None
-    stride = arguments.get("stride")
-    if stride is None or (isinstance(stride, (list, tuple)) and len(stride) == 0):
-        stride = arguments.get("kernel_size")
-    plain = (
-        _pair(arguments.get("kernel_size")) == (2, 2)
-        and _pair(stride) == (2, 2)
-        and _pair(arguments.get("padding", 0)) == (0, 0)
-        and _pair(arguments.get("dilation", 1)) == (1, 1)
-        and not arguments.get("ceil_mode", False)
-        and not arguments.get("return_indices", False)
-    )
-    height, width = x.shape[-2] // 2 * 2, x.shape[-1] // 2 * 2
-    if not plain or height == 0 or width == 0:
-        return None
-    x = x[..., :height, :width]  # floor mode drops an odd last row or column
-    top = torch.maximum(x[..., 0::2, 0::2], x[..., 0::2, 1::2])
-    bottom = torch.maximum(x[..., 1::2, 0::2], x[..., 1::2, 1::2])
-    return torch.maximum(top, bottom)
 
 
 def summarise(angle: float, logits: torch.Tensor, labels: torch.Tensor) -> AngleResult:

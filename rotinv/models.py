@@ -22,40 +22,21 @@ def normalize(images: torch.Tensor) -> torch.Tensor:
     return (images - MNIST_MEAN) / MNIST_STD
 
 
-def conv_relu(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
-    """relu(conv(x)): in inference on the CPU, one oneDNN call with the ReLU fused in.
+def max_pool_2x2(x: torch.Tensor) -> torch.Tensor:
+    """2x2 max pooling with stride 2, as F.max_pool2d(x, 2) computes it.
 
-    The fused call runs the same oneDNN convolution F.conv2d runs on the CPU and applies
-    the ReLU to its output before storing it: the same numbers bit for bit (tested), and
-    one pass less over the biggest activations, a third of a sweep's time. It is used
-    only where nothing can tell the difference: no gradients, no hooks on the layer (the
-    feature-map views hook the pre-ReLU output), a plain zero-padded float32 convolution.
+    Without gradients it is the maximum of the four strided sub-grids: the same number
+    for every output pixel (max is exact, and NaN propagates as in max_pool2d), but on the
+    CPU PyTorch's max_pool2d also works out argmax indices and does not vectorise over
+    the 2x2 windows, so on one thread it took 8-20x as long (BENCHMARKS.md). With
+    gradients it is max_pool2d itself, so training and its gradients are PyTorch's own.
     """
-    if _fusable(conv, x):
-        return torch.ops.mkldnn._convolution_pointwise(
-            x, conv.weight, conv.bias, conv.padding, conv.stride, conv.dilation, conv.groups, "relu", [], None
-        )
-    return F.relu(conv(x))
-
-
-def _fusable(conv: nn.Conv2d, x: torch.Tensor) -> bool:
-    return (
-        not torch.is_grad_enabled()
-        and _HAS_FUSED_CONV
-        and torch.backends.mkldnn.enabled
-        and x.device.type == "cpu"
-        and x.dtype == torch.float32
-        and x.dim() == 4
-        and x.layout == torch.strided
-        and conv.weight.dtype == torch.float32
-        and conv.padding_mode == "zeros"
-        and not isinstance(conv.padding, str)
-        and not (conv._forward_hooks or conv._forward_pre_hooks or nn.modules.module._global_forward_hooks
-                 or nn.modules.module._global_forward_pre_hooks)
-    )
-
-
-_HAS_FUSED_CONV = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_convolution_pointwise")
+    if x.requires_grad:
+        return F.max_pool2d(x, 2)
+    x = x[..., : x.shape[-2] // 2 * 2, : x.shape[-1] // 2 * 2]  # floor mode drops an odd last row or column
+    top = torch.maximum(x[..., 0::2, 0::2], x[..., 0::2, 1::2])
+    bottom = torch.maximum(x[..., 1::2, 0::2], x[..., 1::2, 1::2])
+    return torch.maximum(top, bottom)
 
 
 class LeNet5(nn.Module):
@@ -79,9 +60,9 @@ class LeNet5(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         x = normalize(images)
-        x = F.max_pool2d(conv_relu(self.conv1, x), 2)
-        x = F.max_pool2d(conv_relu(self.conv2, x), 2)
-        x = conv_relu(self.conv3, x)
+        x = max_pool_2x2(F.relu(self.conv1(x)))
+        x = max_pool_2x2(F.relu(self.conv2(x)))
+        x = F.relu(self.conv3(x))
         x = torch.flatten(x, 1)
         x = F.relu(self.fc1(x))
         x = F.relu(self.fc2(x))
@@ -90,25 +71,3 @@ class LeNet5(nn.Module):
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
-
-
-# Architectures by name, as used on the command line, in checkpoint metadata and in the
-# app. Other modules add theirs here (see rotinv.equivariant).
-ARCHITECTURES: dict[str, type[nn.Module]] = {"lenet5": LeNet5}
-
-
-def build_model(arch: str) -> nn.Module:
-    """A freshly initialised model of the named architecture."""
-    _register_extra_architectures()
-    if arch not in ARCHITECTURES:
-        known = ", ".join(sorted(ARCHITECTURES))
-        raise ValueError(f"Unknown architecture {arch!r}; choose one of: {known}.")
-    return ARCHITECTURES[arch]()
-
-
-def _register_extra_architectures() -> None:
-    # Imported lazily so that models.py stays the one place to read LeNet-5 from.
-    try:
-        from rotinv import equivariant  # noqa: F401  (registers itself)
-    except ImportError:
-        pass

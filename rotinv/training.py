@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rotinv.models import build_model
+from rotinv.architectures import build_model
 from rotinv.rotation import rotate_each
 
 AUGMENTATIONS = ("none", "rotation")

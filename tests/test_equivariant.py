@@ -14,7 +14,8 @@ from rotinv.checkpoints import (
 )
 from rotinv.data import load_mnist
 from rotinv.equivariant import C4LeNet, GroupConv, LiftingConv, cycle_orientations, invariant_pool
-from rotinv.models import ARCHITECTURES, LeNet5, build_model, count_parameters
+from rotinv.architectures import ARCHITECTURES, build_model
+from rotinv.models import LeNet5, count_parameters
 from tests.realdata import SHIPPED, real_data_root
 
 TURNS = (1, 2, 3)

@@ -3,7 +3,8 @@
 import torch
 import torch.nn.functional as F
 
-from rotinv.models import ARCHITECTURES, LeNet5, build_model, count_parameters
+from rotinv.architectures import ARCHITECTURES, architecture_name, build_model
+from rotinv.models import LeNet5, count_parameters
 
 import pytest
 
@@ -53,6 +54,7 @@ def test_total_parameters_and_forward_agree_with_the_layers():
 
 def test_build_model_by_name_and_unknown_name():
     assert isinstance(build_model("lenet5"), LeNet5)
-    assert "lenet5" in ARCHITECTURES
+    assert "lenet5" in ARCHITECTURES and architecture_name(LeNet5()) == "lenet5"
+    assert architecture_name(torch.nn.Linear(2, 2)) == "Linear"
     with pytest.raises(ValueError, match="Unknown architecture 'resnet'"):
         build_model("resnet")
