@@ -43,7 +43,7 @@ from rotinv.models import LeNet5
 from rotinv.rotation import rotate_tensor
 from rotinv.training import TrainConfig, train
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 DEFAULT_MODEL = REPO / "models" / "lenet5.pt"
 DEFAULT_OUT = REPO / "BENCHMARKS.md"
 SWEEP_ANGLES = tuple(float(a) for a in range(0, 360, 15))  # 0, 15, ..., 345: 24 angles
@@ -1286,7 +1286,3 @@ def main(argv: list[str] | None = None) -> int:
         out.write_text(markdown(report, command))
         print(f"Wrote {out}", file=sys.stderr)
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

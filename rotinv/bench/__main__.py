@@ -1,0 +1,3 @@
+from rotinv.bench import main
+
+raise SystemExit(main())
