@@ -10,7 +10,9 @@ import os
 import subprocess
 import sys
 
-from rotinv import bench
+from rotinv.bench.cli import output_path, parse_args
+from rotinv.bench.roofline import count_flops
+from rotinv.bench.settings import DEFAULT_OUT, ROW_LABELS
 from rotinv.data import DATA_ROOT_ENV
 from rotinv.models import LeNet5
 
@@ -30,24 +32,24 @@ def test_quick_bench_prints_every_row_and_leaves_benchmarks_md_alone(tmp_path):
                                cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800)
     assert completed.returncode == 0, completed.stderr[-2000:]
     lines = completed.stdout.splitlines()
-    for label in bench.ROW_LABELS:
+    for label in ROW_LABELS:
         row = next((line for line in lines if line.startswith(label)), None)
         assert row is not None, f"no row {label!r} in:\n{completed.stdout}"
         assert "not measured" not in row and "failed" not in row, row
     assert any(" PASS, " in line and " MISS " in line for line in lines)
     markdown = out.read_text()
-    assert all(f"| {label} |" in markdown for label in bench.ROW_LABELS)
+    assert all(f"| {label} |" in markdown for label in ROW_LABELS)
     assert _digest(benchmarks) == before
 
 
 def test_quick_mode_writes_no_file_unless_asked():
-    assert bench.output_path(bench.parse_args(["--quick"])) is None
-    assert bench.output_path(bench.parse_args([])) == bench.DEFAULT_OUT
-    assert str(bench.output_path(bench.parse_args(["--quick", "--out", "x.md"]))) == "x.md"
+    assert output_path(parse_args(["--quick"])) is None
+    assert output_path(parse_args([])) == DEFAULT_OUT
+    assert str(output_path(parse_args(["--quick", "--out", "x.md"]))) == "x.md"
 
 
 def test_flops_are_counted_from_the_layer_shapes():
-    flops, macs = bench.count_flops(LeNet5())
+    flops, macs = count_flops(LeNet5())
     assert macs == {"conv1": 6 * 25 * 28 * 28, "conv2": 16 * 6 * 25 * 14 * 14, "conv3": 120 * 16 * 25 * 7 * 7,
                     "fc1": 5880 * 120, "fc2": 120 * 84, "fc3": 84 * 10}
     assert flops == 2 * 3_656_520

@@ -1,3 +1,3 @@
-from rotinv.bench import main
+from rotinv.bench.cli import main
 
 raise SystemExit(main())
