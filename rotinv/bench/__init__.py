@@ -16,8 +16,9 @@ is the same, the accuracies are not).
 The modules, one concern each: settings (targets, row labels, the app's pages), subject
 (the model and data every measurement shares), roofline (FLOPs and the matmul rate),
 sweep, notebook, interactive, training, app (the pages in fresh processes), threads,
-machine (the CPU and its load), profiling, report (rows, tables, BENCHMARKS.md), cli
-(the command). The probe_* modules run in a fresh Python.
+machine (the CPU and its load), profiling, report (rows, tables, and BENCHMARKS.md from
+template.md, which holds all its prose), cli (the command). The probe_* modules run in a
+fresh Python.
 """
 
 # Nothing is imported here: `python -m rotinv.bench.probe_app` imports this package first,

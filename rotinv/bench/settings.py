@@ -11,6 +11,7 @@ DEFAULT_MODEL = REPO / "models" / "lenet5.pt"
 DEFAULT_OUT = REPO / "BENCHMARKS.md"
 APP = REPO / "streamlit_app.py"
 SWEEP_ANGLES = tuple(float(a) for a in range(0, 360, 15))  # 0, 15, ..., 345: 24 angles
+THREADING_IMAGES = 3000  # predict_logits at 15 degrees under each threading set-up (full runs)
 
 
 def app_pages(app: Path = APP) -> tuple[tuple[str, str], ...]:
