@@ -26,7 +26,19 @@ def peak_rss() -> int:
     hwm = [int(line.split()[1]) * 1024 for line in status.splitlines() if line.startswith("VmHWM:")]
     # Not getrusage's ru_maxrss where VmHWM exists: Linux keeps ru_maxrss across fork and exec,
     # so a subprocess of the big benchmark process would report the benchmark's own peak.
-    return hwm[0] if hwm else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024)
+    if hwm:
+        return hwm[0]
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024)
+
+
+def run_page(app, page: str, switch: bool) -> dict:
+    """The page's run in this AppTest session: its seconds and the first errors it raised."""
+    if switch:
+        app.switch_page(page)
+    began = time.perf_counter()
+    app.run()
+    return {"page": page, "seconds": time.perf_counter() - began,
+            "errors": [str(e.value)[:200] for e in app.exception][:3]}
 
 
 def main(app_file: str, pages: list[str], default_page: str) -> dict:
@@ -38,25 +50,12 @@ def main(app_file: str, pages: list[str], default_page: str) -> dict:
     app = AppTest.from_file(app_file, default_timeout=1800)
     runs = []
     for index, page in enumerate(pages):
-        if index > 0 or page != default_page:
-            app.switch_page(page)
-        began = time.perf_counter()
-        app.run()
-        runs.append({"page": page, "seconds": time.perf_counter() - began,
-                     "since_start": time.perf_counter() - started,
-                     "errors": [str(e.value)[:200] for e in app.exception][:3],
-                     "title": [t.value for t in app.title][:1]})
+        runs.append(run_page(app, page, index > 0 or page != default_page))
+        runs[-1].update(since_start=time.perf_counter() - started, title=[t.value for t in app.title][:1])
     # Then a newcomer on the server that is now running: a new session (its own session
     # state, the process's imports and shared caches as the first visitor left them).
-    visitors = []
-    for page in pages:
-        newcomer = AppTest.from_file(app_file, default_timeout=1800)
-        if page != default_page:
-            newcomer.switch_page(page)
-        began = time.perf_counter()
-        newcomer.run()
-        visitors.append({"page": page, "seconds": time.perf_counter() - began,
-                         "errors": [str(e.value)[:200] for e in newcomer.exception][:3]})
+    visitors = [run_page(AppTest.from_file(app_file, default_timeout=1800), page, page != default_page)
+                for page in pages]
     return {"import_seconds": imported - started, "runs": runs, "visitors": visitors, "peak_rss": peak_rss()}
 
 
