@@ -1,0 +1,3 @@
+from rotinv.bench.cli import main
+
+raise SystemExit(main())
