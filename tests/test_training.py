@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from rotinv.architectures import build_model
 from rotinv.data import load_mnist
 from rotinv.evaluation import evaluate
 from rotinv.training import TrainConfig, train
@@ -82,3 +83,30 @@ def test_cuda_asked_for_without_one_is_a_clear_error(small_train):
         return
     with pytest.raises(ValueError, match="CUDA"):
         train(small_train.images[:64], small_train.labels[:64], TrainConfig(epochs=1, device="cuda"))
+
+
+def test_a_live_run_stops_at_the_loops_next_step_when_asked():
+    import threading
+
+    from rotinv.live_training import TrainingRun
+
+    config = TrainConfig(epochs=1, batch_size=32, seed=0)
+    images, labels = torch.rand(32 * 50, 1, 28, 28), torch.randint(0, 10, (32 * 50,))
+    run = TrainingRun(config, len(images), 50, build_model("lenet5"))
+    started = threading.Event()
+
+    def loop():
+        run.idle.clear()
+        try:
+            train(images, labels, config, model=run.model, report_every=1, should_stop=run.stop_requested.is_set,
+                  on_progress=lambda progress: (run.history.append(progress), started.set()))
+        finally:
+            run.idle.set()
+
+    worker = threading.Thread(target=loop)
+    worker.start()
+    assert started.wait(60)
+    assert run.stop_and_wait(60)
+    worker.join(60)
+    assert 1 <= run.steps_done < 50  # stopped part-way, and the loop is idle: the model no longer changes
+    assert run.label().startswith("LeNet-5, 1,600 images, 1 epoch, seed 0")
