@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Callable
 
 import torch
@@ -117,6 +117,15 @@ class Progress:
     loss: float
     accuracy: float
     images_seen: int
+    seconds: float = 0.0  # since the loop started, held-out evaluations left out
+    held_out_accuracy: float | None = None  # upright, on the held-out images train() was given
+
+    def images_per_second(self) -> float:
+        return self.images_seen / self.seconds if self.seconds > 0 else 0.0
+
+    def seconds_left(self) -> float:
+        """What the steps still to do would take at the rate so far."""
+        return self.seconds * (self.total_steps - self.step) / self.step if self.step else float("nan")
 
 
 @dataclass
@@ -131,6 +140,41 @@ class TrainResult:
     train_accuracy: float = float("nan")
     train_images: int = 0
     seconds: float = 0.0
+
+
+def upright_accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> float:
+    """Accuracy on upright images, leaving the model in training mode if it was."""
+    was_training = model.training
+    device = next(model.parameters()).device
+    with torch.inference_mode():
+        model.eval()
+        correct = sum(int((model(images[s:s + 512].to(device)).argmax(1) == labels[s:s + 512].to(device)).sum())
+                      for s in range(0, len(images), 512))
+    model.train(was_training)
+    return correct / max(1, len(images))
+
+
+def estimate_seconds(config: TrainConfig, images: torch.Tensor, labels: torch.Tensor, train_images: int,
+                     steps: int = 4) -> float:
+    """How long training on `train_images` images with `config` would take here: a few real steps, timed.
+
+    The steps run on a throwaway model after one untimed warm-up step (which sets up the
+    kernels), so the estimate includes this machine's load at this moment.
+    """
+    steps = max(1, steps)
+    batch = min(config.batch_size, len(images))
+    sample = replace(config, epochs=1)
+    needed = batch * (steps + 1)
+    index = torch.arange(needed) % len(images)
+    timed: list[float] = []
+
+    def note(progress: Progress) -> None:
+        timed.append(progress.seconds)
+
+    train(images[index], labels[index], sample, on_progress=note, report_every=1)
+    per_step = (timed[-1] - timed[0]) / steps  # from the end of the warm-up step to the end of the last
+    steps_needed = math.ceil(train_images / config.batch_size) * config.epochs
+    return per_step * steps_needed
 
 
 def resolve_device(device: str) -> torch.device:
@@ -152,12 +196,15 @@ def train(
     should_stop: Callable[[], bool] | None = None,
     report_every: int = 20,
     model: nn.Module | None = None,
+    held_out: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> TrainResult:
     """Train a model (a new one of config.arch, unless given) on images in [0, 1].
 
     `on_progress` is called every `report_every` steps and at the end of each epoch;
     `should_stop` is polled before each step, and when it answers True the loop ends
-    there and returns the model as trained so far (stopped_early=True).
+    there and returns the model as trained so far (stopped_early=True). With `held_out`
+    (images, labels the model does not train on) every report also carries the model's
+    upright accuracy on them; that time is not counted in the reports' seconds.
     """
     if len(images) != len(labels) or len(images) == 0:
         raise ValueError("Training needs as many labels as images, and at least one image.")
@@ -181,8 +228,18 @@ def train(
     started = time.perf_counter()
     step, images_seen = 0, 0
 
+    evaluating = 0.0  # seconds spent on the held-out images, left out of the training time
+
     def report() -> None:  # the epoch so far, as the loop's variables stand now
-        progress = Progress(epoch, step, total_steps, loss_sum / seen, correct / seen, images_seen)
+        nonlocal evaluating
+        seconds = time.perf_counter() - started - evaluating
+        held_out_accuracy = None
+        if held_out is not None:
+            began = time.perf_counter()
+            held_out_accuracy = upright_accuracy(model, *held_out)
+            evaluating += time.perf_counter() - began
+        progress = Progress(epoch, step, total_steps, loss_sum / seen, correct / seen, images_seen, seconds,
+                            held_out_accuracy)
         result.history.append(progress)
         if on_progress is not None:
             on_progress(progress)

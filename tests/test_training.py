@@ -162,3 +162,25 @@ def test_the_new_recipe_beats_the_old_at_the_same_number_of_steps(data_root):
             accuracies.append(evaluate(model, test_split.images, test_split.labels).accuracy)
         scores[name] = sum(accuracies) / len(accuracies)
     assert scores["lecture"] > scores["old"] + 0.02, scores  # measured: 93.6% against 87.8%
+
+
+def test_held_out_accuracy_rides_along_without_changing_the_training(data_root):
+    from rotinv.training import estimate_seconds
+
+    train_split = load_mnist(True, data_root, download=False).subset(640)
+    held_out = load_mnist(False, data_root, download=False).subset(300)
+    config = TrainConfig(epochs=1, batch_size=64, seed=5)
+    plain = train(train_split.images, train_split.labels, config, report_every=2)
+    watched = train(train_split.images, train_split.labels, config, report_every=2,
+                    held_out=(held_out.images, held_out.labels))
+    assert all(torch.equal(a, b) for a, b in zip(plain.model.state_dict().values(),
+                                                 watched.model.state_dict().values()))
+    assert all(p.held_out_accuracy is None for p in plain.history)
+    accuracies = [p.held_out_accuracy for p in watched.history]
+    assert len(accuracies) == 5 and all(0.0 <= a <= 1.0 for a in accuracies)
+    assert accuracies[-1] > 0.3 > accuracies[0] - 0.2  # it learns, and the curve shows it
+    last = watched.history[-1]
+    assert last.seconds > 0 and last.images_per_second() == pytest.approx(640 / last.seconds)
+    assert watched.history[1].seconds_left() == pytest.approx(watched.history[1].seconds * 6 / 4)
+    estimate = estimate_seconds(config, train_split.images, train_split.labels, train_images=60_000)
+    assert 0 < estimate < float("inf")
