@@ -29,8 +29,8 @@ def test_the_shipped_model_is_active_with_its_numbers_beside_the_report(new_app,
     assert not at.exception
     assert not at.error
     assert at.title[0].value == "Train LeNet-5 on upright digits"
-    assert at.sidebar.selectbox[0].value == "shipped:lenet5"
-    assert at.sidebar.selectbox[0].options[0] == "LeNet-5 (upright training)"
+    assert at.sidebar.radio[0].value == "shipped:lenet5"
+    assert at.sidebar.radio[0].options[0] == "LeNet-5 (upright training)"
     recorded = metadata["test"]["by_angle"]
     for angle in (0, 90, 180, 270, 360):
         shown = metric(at, f"Accuracy at {angle}°").value
@@ -61,7 +61,7 @@ def test_training_through_the_button_keeps_the_model_in_this_session_only(new_ap
     assert run.steps_done == run.total_steps == math.ceil(2_000 / TrainConfig.batch_size)  # one epoch
     entry = at.session_state[app_shared.SESSION_MODELS][run.model_key]
     assert at.session_state[app_shared.ACTIVE_MODEL] == entry.key
-    assert at.sidebar.selectbox[0].value == entry.key
+    assert at.sidebar.radio[0].value == entry.key
 
     final = metric(at, "Final test accuracy (upright)").value
     expected = evaluate(entry.model, mnist_test.images, mnist_test.labels, 0).accuracy
@@ -74,9 +74,9 @@ def test_training_through_the_button_keeps_the_model_in_this_session_only(new_ap
     # Another browser session sees the shipped models, not this one's.
     other = new_app().run()
     assert not other.exception
-    assert app_shared.display_label(entry) in at.sidebar.selectbox[0].options
-    assert app_shared.display_label(entry) not in other.sidebar.selectbox[0].options
-    assert not any("trained here" in label for label in other.sidebar.selectbox[0].options)
+    assert app_shared.display_label(entry) in at.sidebar.radio[0].options
+    assert app_shared.display_label(entry) not in other.sidebar.radio[0].options
+    assert not any("trained here" in label for label in other.sidebar.radio[0].options)
     assert app_shared.SESSION_MODELS not in other.session_state or not other.session_state[app_shared.SESSION_MODELS]
 
 
@@ -86,7 +86,7 @@ def test_a_bad_upload_is_an_error_and_a_good_one_becomes_active(new_app, shipped
     at.run()
     assert not at.exception
     assert any("random.pt was not loaded" in error.value for error in at.error)
-    assert not any("uploaded" in label for label in at.sidebar.selectbox[0].options)
+    assert not any("uploaded" in label for label in at.sidebar.radio[0].options)
 
     model, _ = shipped_lenet5
     at.file_uploader(key="upload_checkpoint").set_value(("mine.pt", state_dict_bytes(model), "application/octet-stream"))
@@ -95,8 +95,8 @@ def test_a_bad_upload_is_an_error_and_a_good_one_becomes_active(new_app, shipped
     assert not at.error
     assert any("Loaded mine.pt" in message.value for message in at.success)
     active = at.session_state[app_shared.ACTIVE_MODEL]
-    assert active.startswith("session:") and at.sidebar.selectbox[0].value == active
-    assert "mine.pt (uploaded)" in at.sidebar.selectbox[0].options
+    assert active.startswith("session:") and at.sidebar.radio[0].value == active
+    assert "mine.pt (uploaded)" in at.sidebar.radio[0].options
 
 
 def test_a_run_interrupted_by_stop_keeps_the_model_as_trained_so_far(new_app, shipped_lenet5):
