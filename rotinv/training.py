@@ -67,6 +67,15 @@ def validate_train_config(config: TrainConfig) -> None:
     build_model(config.arch)  # raises a clear ValueError for an unknown architecture
 
 
+# How many progress reports a run's curves get (a run shorter than this reports every step).
+REPORT_POINTS = 40
+
+
+def report_interval(total_steps: int, points: int = REPORT_POINTS) -> int:
+    """Steps between progress reports, so that a run of total_steps draws about `points` of them."""
+    return max(1, math.ceil(total_steps / points))
+
+
 @dataclass(frozen=True)
 class Progress:
     """What the loop reports every few steps. Loss and accuracy are running averages over
