@@ -79,6 +79,21 @@ def metric_value(page, label: str):
     return metric.get_by_test_id("stMetricValue")
 
 
+def draw_a_one(tab) -> None:
+    """A vertical stroke down the middle of the canvas, as a hand draws it."""
+    canvas = tab.locator("canvas.upper-canvas")
+    canvas.scroll_into_view_if_needed()
+    box = canvas.bounding_box()
+    assert box is not None, "the drawing canvas has no size"
+    x, top, bottom = box["x"] + box["width"] / 2, box["y"] + box["height"] * 0.15, box["y"] + box["height"] * 0.85
+    tab.mouse.move(x, top)
+    tab.mouse.down()
+    for step in range(1, 21):
+        tab.mouse.move(x, top + (bottom - top) * step / 20)
+        tab.wait_for_timeout(15)
+    tab.mouse.up()
+
+
 def test_draw_a_one_and_turn_it(app_url, page):
     from playwright.sync_api import expect
 
@@ -88,18 +103,8 @@ def test_draw_a_one_and_turn_it(app_url, page):
         expect(page.get_by_role("heading", name="Inside the network")).to_be_visible(timeout=FIRST_LOAD_MS)
         page.get_by_test_id("stRadio").get_by_text("Draw a digit", exact=True).click()
 
-        canvas = page.locator("canvas.upper-canvas")
-        expect(canvas).to_be_visible()
-        canvas.scroll_into_view_if_needed()
-        box = canvas.bounding_box()
-        assert box is not None, "the drawing canvas has no size"
-        x, top, bottom = box["x"] + box["width"] / 2, box["y"] + box["height"] * 0.15, box["y"] + box["height"] * 0.85
-        page.mouse.move(x, top)
-        page.mouse.down()
-        for step in range(1, 21):
-            page.mouse.move(x, top + (bottom - top) * step / 20)
-            page.wait_for_timeout(15)
-        page.mouse.up()
+        expect(page.locator("canvas.upper-canvas")).to_be_visible()
+        draw_a_one(page)
 
         expect(metric_value(page, "Prediction (upright)")).to_have_text(re.compile(r"^\s*1\s*$"))
         expect(metric_value(page, "Prediction (rotated 0°)")).to_have_text(re.compile(r"^\s*1\s*$"))
@@ -238,20 +243,6 @@ def chart_points(tab, axis_title: str) -> int:
     chart = tab.get_by_test_id("stVegaLiteChart").filter(
         has=tab.locator(".role-axis-title text", has_text=axis_title))
     return chart.locator(".mark-symbol path").count()
-
-
-def draw_a_one(tab) -> None:
-    canvas = tab.locator("canvas.upper-canvas")
-    canvas.scroll_into_view_if_needed()
-    box = canvas.bounding_box()
-    assert box is not None, "the drawing canvas has no size"
-    x, top, bottom = box["x"] + box["width"] / 2, box["y"] + box["height"] * 0.15, box["y"] + box["height"] * 0.85
-    tab.mouse.move(x, top)
-    tab.mouse.down()
-    for step in range(1, 21):
-        tab.mouse.move(x, top + (bottom - top) * step / 20)
-        tab.wait_for_timeout(15)
-    tab.mouse.up()
 
 
 # The canvas whole and on top: its full 280 x 280 px, and at its corners (8 px in, clear of
