@@ -17,6 +17,7 @@ from typing import Sequence
 import streamlit as st
 from torch import nn
 
+from rotinv.charts import counted
 from rotinv.checkpoints import CheckpointError, load_checkpoint, weights_fingerprint
 from rotinv.data import DataUnavailableError, Split, load_mnist, resolve_data_root
 from rotinv.evaluation import AngleResult, evaluate
@@ -266,12 +267,13 @@ def sidebar() -> None:
             # The widget has its own key, set here before it is drawn; pages and
             # add_session_model change ACTIVE_MODEL, which may happen after the widget exists.
             st.session_state[_ACTIVE_WIDGET] = current if current in keys else keys[0]
-            st.selectbox("Active model", keys, format_func=labels.get, key=_ACTIVE_WIDGET,
-                         on_change=_choose_model,
-                         help="Shipped checkpoints, plus any model you trained or uploaded in this session.")
+            # A radio, not a selectbox: its labels wrap, so a long name ("LeNet-5, rotation
+            # augmentation, 2,000 images, ...") is read whole, and every choice is in sight.
+            st.radio("Active model", keys, format_func=labels.get, key=_ACTIVE_WIDGET, on_change=_choose_model,
+                     help="Shipped checkpoints, plus any model you trained or uploaded in this session.")
             st.session_state[ACTIVE_MODEL] = st.session_state[_ACTIVE_WIDGET]
             mine = sum(entry.source != "shipped" for entry in models)
-            st.caption(f"{len(models) - mine} shipped model(s); {mine} of yours in this session "
+            st.caption(f"{counted(len(models) - mine, 'shipped model')}; {mine} of yours in this session "
                        "(they are kept only in this browser session).")
         else:
             st.warning("No model yet: train one on the Train page, or upload a .pt there.")

@@ -1,19 +1,23 @@
-"""Tables and Altair charts for the app: pure functions from results to frames to charts.
+"""Tables and Altair charts for the app: pure functions from results to frames to charts,
+and the few counts the pages put into words.
 
 Nothing here trains or evaluates; the functions only reshape what rotinv.training and
-rotinv.evaluation produced, so they are cheap and easy to test. Every chart is set up
+rotinv.evaluation produced (or read a model's layer sizes), so they are cheap and easy
+to test. Every chart is set up
 to be read from the back of a lecture hall: axis labels 15 px, titles 16 px and up.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Iterable, Mapping, Sequence
 
 import altair as alt
 import numpy as np
 import pandas as pd
 import torch
+from torch import nn
 
 from rotinv.evaluation import NUM_CLASSES, AngleResult
 from rotinv.training import Progress
@@ -93,7 +97,7 @@ def training_curve(history: Sequence[Progress], metric: str, total_steps: int | 
         color = "#d62728"
     chart = (
         alt.Chart(frame)
-        .mark_line(point=alt.OverlayMarkDef(size=40), strokeWidth=3, color=color)
+        .mark_line(point=alt.OverlayMarkDef(size=40, color=color), strokeWidth=3, color=color)
         .encode(
             x=alt.X("Step:Q", title="Optimiser step", scale=x_scale),
             y=y,
@@ -112,7 +116,7 @@ def _model_color(frame: pd.DataFrame, legend: bool = True) -> alt.Color:
     """One clearly different colour per model, in the order they were chosen."""
     models = list(dict.fromkeys(frame["Model"]))
     return alt.Color("Model:N", title="Model", sort=models, scale=alt.Scale(domain=models, range=MODEL_COLORS),
-                     legend=alt.Legend() if legend else None)
+                     legend=alt.Legend(columns=1) if legend else None)  # one per line: none cut off when narrow
 
 
 def sweep_frame(results: Mapping[str, Sequence[AngleResult]]) -> pd.DataFrame:
@@ -124,13 +128,35 @@ def sweep_frame(results: Mapping[str, Sequence[AngleResult]]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["Model", "Angle (°)", "Accuracy", "Loss"])
 
 
+def sweep_table(frame: pd.DataFrame, metric: str = "Accuracy") -> pd.DataFrame:
+    """One of sweep_frame's metrics ("Accuracy" or "Loss") as one row per angle and a
+    column per model, named by the model (by the metric when there is only one model)."""
+    if metric not in ("Accuracy", "Loss"):
+        raise ValueError(f"metric must be 'Accuracy' or 'Loss', got {metric!r}.")
+    models = list(dict.fromkeys(frame["Model"]))
+    table = pd.DataFrame({"Angle (°)": list(dict.fromkeys(frame["Angle (°)"]))})
+    for model in models:
+        by_angle = frame[frame["Model"] == model].set_index("Angle (°)")[metric]
+        table[model if len(models) > 1 else metric] = [by_angle.get(angle) for angle in table["Angle (°)"]]
+    return table
+
+
 def report_points(report: Mapping[float, float], angles: Sequence[float]) -> pd.DataFrame:
-    """The report's accuracies that fall inside the swept range, with their labels."""
+    """The report's accuracies at every angle of the swept range where they apply, with their labels.
+
+    A rotation a full turn away is the same rotation, so the report's 360° (upright) is
+    drawn at 0° too, its 90° at 450°, and so on.
+    """
     if not angles:
         return pd.DataFrame(columns=["Angle (°)", "Accuracy", "Label"])
     low, high = min(angles), max(angles)
-    rows = [{"Angle (°)": float(angle), "Accuracy": accuracy, "Label": f"report: {100 * accuracy:.0f}%"}
-            for angle, accuracy in sorted(report.items()) if low <= angle <= high]
+    at = {}
+    for angle, accuracy in report.items():
+        for turn in range(math.floor((low - angle) / 360), math.ceil((high - angle) / 360) + 1):
+            if low <= angle + 360 * turn <= high:
+                at[float(angle + 360 * turn)] = accuracy
+    rows = [{"Angle (°)": angle, "Accuracy": accuracy, "Label": f"report: {100 * accuracy:.0f}%"}
+            for angle, accuracy in sorted(at.items())]
     return pd.DataFrame(rows, columns=["Angle (°)", "Accuracy", "Label"])
 
 
@@ -164,14 +190,24 @@ def accuracy_chart(frame: pd.DataFrame, report: Mapping[float, float] | None = N
     if len(points):
         marks = alt.Chart(points).encode(x="Angle (°):Q", y="Accuracy:Q",
                                         tooltip=["Label:N", alt.Tooltip("Angle (°):Q", format="g")])
-        layers.append(marks.mark_point(shape="diamond", size=260, filled=True, opacity=1, color=REPORT_COLOR))
-        # Labels above high points and below low ones, clear of a collapsing curve.
-        for high, dy in ((True, -20), (False, 24)):
-            layers.append(
-                alt.Chart(points[(points["Accuracy"] >= 0.5) == high])
-                .mark_text(dy=dy, fontSize=TEXT_SIZE, fontWeight="bold", color=REPORT_COLOR)
-                .encode(x="Angle (°):Q", y="Accuracy:Q", text="Label:N")
-            )
+        # Hollow, so the model's own point under a diamond stays visible.
+        layers.append(marks.mark_point(shape="diamond", size=300, filled=False, strokeWidth=3, opacity=1,
+                                       color=REPORT_COLOR))
+        # Labels above high points and below low ones, clear of a collapsing curve; at
+        # the ends of the range they lean inwards, so they stay inside the chart.
+        low, high = min(angles), max(angles)
+        align = points["Angle (°)"].map(lambda a: "left" if a == low < high else "right" if a == high > low
+                                        else "center")
+        for above, dy in ((True, -22), (False, 26)):
+            for side, dx in (("left", -8), ("center", 0), ("right", 8)):
+                part = points[(align == side) & ((points["Accuracy"] >= 0.5) == above)]
+                if len(part):
+                    layers.append(
+                        alt.Chart(part)
+                        .mark_text(dy=dy, dx=dx, align=side, fontSize=TEXT_SIZE, fontWeight="bold",
+                                   color=REPORT_COLOR)
+                        .encode(x="Angle (°):Q", y="Accuracy:Q", text="Label:N")
+                    )
     return _readable(alt.layer(*layers).properties(height=420))
 
 
@@ -328,3 +364,32 @@ def digit_pictures(images: torch.Tensor, scale: int = 4) -> list[np.ndarray]:
     pixels = (images[:, 0].clamp(0, 1) * 255).round().to(torch.uint8)
     pixels = pixels.repeat_interleave(scale, dim=1).repeat_interleave(scale, dim=2)
     return [picture.numpy() for picture in pixels]
+
+
+# --- words ------------------------------------------------------------------------------------
+
+
+def counted(number: int, noun: str) -> str:
+    """'1 epoch', '6 epochs', '2,000 images': a count and its noun, in the right number."""
+    return f"{number:,} {noun}{'' if number == 1 else 's'}"
+
+
+@dataclass(frozen=True)
+class ClassifierInput:
+    """What a LeNet's last convolution hands its classifier: `channels` maps of side × side."""
+
+    channels: int
+    side: int
+    inputs: int  # channels * side * side: fc1's in_features
+    fc1_parameters: int
+
+
+def classifier_input(model: nn.Module) -> ClassifierInput | None:
+    """conv3's maps as fc1 takes them, for a model built as conv3 -> flatten -> fc1; else None."""
+    conv3, fc1 = getattr(model, "conv3", None), getattr(model, "fc1", None)
+    if not isinstance(conv3, nn.Conv2d) or not isinstance(fc1, nn.Linear):
+        return None
+    side = math.isqrt(fc1.in_features // conv3.out_channels)
+    if conv3.out_channels * side * side != fc1.in_features:
+        return None
+    return ClassifierInput(conv3.out_channels, side, fc1.in_features, sum(p.numel() for p in fc1.parameters()))

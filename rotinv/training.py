@@ -106,6 +106,15 @@ def learning_rate_schedule(optimizer: torch.optim.Optimizer, config: TrainConfig
     return None
 
 
+# How many progress reports a run's curves get (a run shorter than this reports every step).
+REPORT_POINTS = 40
+
+
+def report_interval(total_steps: int, points: int = REPORT_POINTS) -> int:
+    """Steps between progress reports, so that a run of total_steps draws about `points` of them."""
+    return max(1, math.ceil(total_steps / points))
+
+
 @dataclass(frozen=True)
 class Progress:
     """What the loop reports every few steps. Loss and accuracy are running averages over
