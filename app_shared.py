@@ -17,7 +17,7 @@ from typing import Sequence
 import streamlit as st
 from torch import nn
 
-from rotinv.charts import counted
+from rotinv.report import counted
 from rotinv.checkpoints import CheckpointError, load_checkpoint, weights_fingerprint
 from rotinv.data import DataUnavailableError, Split, load_mnist, resolve_data_root
 from rotinv.evaluation import AngleResult, evaluate

@@ -14,9 +14,10 @@ import app_shared
 from rotinv import charts
 from rotinv.checkpoints import MAX_CHECKPOINT_BYTES, CheckpointError, load_checkpoint_bytes, state_dict_bytes
 from rotinv.limits import MNIST_TRAIN_IMAGES, training_limits, train_size_choices
-from rotinv.architectures import architecture_name, build_model
+from rotinv.architectures import ARCHITECTURES, architecture_name, build_model
 from rotinv.models import count_parameters
-from rotinv.report import CHECKPOINT_ANGLES, REPORT_TABLE1, REPORT_TABLE2, table1, table2
+from rotinv.introspection import classifier_input
+from rotinv.report import CHECKPOINT_ANGLES, REPORT_TABLE1, REPORT_TABLE2, counted, table1, table2
 from rotinv.training import TrainConfig, report_interval, train
 
 SCRIPT_STARTED = time.perf_counter()  # this script run began: a click on Train is answered from here
@@ -71,7 +72,7 @@ def describe(entry: app_shared.ModelEntry) -> str:
     if data.get("train_images"):
         parts.append(f"trained on {int(data['train_images']):,} images")
     if training.get("epochs"):
-        parts.append(f"{charts.counted(int(training['epochs']), 'epoch')}, Adam, learning rate "
+        parts.append(f"{counted(int(training['epochs']), 'epoch')}, Adam, learning rate "
                      f"{training.get('learning_rate')}, batch {training.get('batch_size')}, seed {training.get('seed')}")
     if training.get("augment") == "rotation":
         parts.append("with rotation augmentation")
@@ -82,7 +83,7 @@ def describe(entry: app_shared.ModelEntry) -> str:
 
 def classifier_note(entry: app_shared.ModelEntry) -> str | None:
     """Why the report's LeNet-5 has ten times the classic one's parameters, from its own layer sizes."""
-    shape = charts.classifier_input(entry.model) if type(entry.model) is ARCHITECTURES["lenet5"] else None
+    shape = classifier_input(entry.model) if type(entry.model) is ARCHITECTURES["lenet5"] else None
     if shape is None:
         return None
     return (f"Why {count_parameters(entry.model):,} parameters, where the classic LeNet-5 (LeCun et al., 1998) has "
@@ -266,7 +267,7 @@ def show_last_run(run: app_shared.TrainingRun) -> None:
         st.warning(f"Stopped at step {run.steps_done:,} of {run.total_steps:,}: the model as trained so far "
                    f"is kept as **{entry.label}**.", icon=":material/stop_circle:")
     else:
-        st.success(f"Trained in {run.seconds:.1f} s ({charts.counted(run.steps_done, 'step')}); "
+        st.success(f"Trained in {run.seconds:.1f} s ({counted(run.steps_done, 'step')}); "
                    f"{waited_for(run):.1f} s from your click to these results, measuring it on the test set "
                    f"included: **{entry.label}**. It is now the active model: its Tables 1 and 2 and its download "
                    "are at the top of this page.", icon=":material/check_circle:")
@@ -287,13 +288,13 @@ def quick_demo_note(limits) -> str:
     size, batch = quick_demo_size(limits), TrainConfig.batch_size
     steps = math.ceil(size / batch) * QUICK_DEMO_EPOCHS
     text = (f"No model trained in this session yet. The settings start as a quick demo: "
-            f"{charts.counted(size, 'image')} for {charts.counted(QUICK_DEMO_EPOCHS, 'epoch')}, "
-            f"{charts.counted(steps, 'step')} of {batch}, and its curves climb far above chance (10%).")
+            f"{counted(size, 'image')} for {counted(QUICK_DEMO_EPOCHS, 'epoch')}, "
+            f"{counted(steps, 'step')} of {batch}, and its curves climb far above chance (10%).")
     shipped = next((e for e in app_shared.shipped_models() if e.key == "shipped:lenet5"), None)
     training, data = ((shipped.metadata.get(part) or {}) for part in ("training", "data")) if shipped else ({}, {})
     if training.get("epochs") and data.get("train_images"):
-        text += (f" The shipped LeNet-5 was trained on {charts.counted(int(data['train_images']), 'image')} for "
-                 f"{charts.counted(int(training['epochs']), 'epoch')}.")
+        text += (f" The shipped LeNet-5 was trained on {counted(int(data['train_images']), 'image')} for "
+                 f"{counted(int(training['epochs']), 'epoch')}.")
     return text
 
 

@@ -10,14 +10,12 @@ to be read from the back of a lecture hall: axis labels 15 px, titles 16 px and 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Iterable, Mapping, Sequence
 
 import altair as alt
 import numpy as np
 import pandas as pd
 import torch
-from torch import nn
 
 from rotinv.evaluation import NUM_CLASSES, AngleResult
 from rotinv.training import Progress
@@ -364,32 +362,3 @@ def digit_pictures(images: torch.Tensor, scale: int = 4) -> list[np.ndarray]:
     pixels = (images[:, 0].clamp(0, 1) * 255).round().to(torch.uint8)
     pixels = pixels.repeat_interleave(scale, dim=1).repeat_interleave(scale, dim=2)
     return [picture.numpy() for picture in pixels]
-
-
-# --- words ------------------------------------------------------------------------------------
-
-
-def counted(number: int, noun: str) -> str:
-    """'1 epoch', '6 epochs', '2,000 images': a count and its noun, in the right number."""
-    return f"{number:,} {noun}{'' if number == 1 else 's'}"
-
-
-@dataclass(frozen=True)
-class ClassifierInput:
-    """What a LeNet's last convolution hands its classifier: `channels` maps of side × side."""
-
-    channels: int
-    side: int
-    inputs: int  # channels * side * side: fc1's in_features
-    fc1_parameters: int
-
-
-def classifier_input(model: nn.Module) -> ClassifierInput | None:
-    """conv3's maps as fc1 takes them, for a model built as conv3 -> flatten -> fc1; else None."""
-    conv3, fc1 = getattr(model, "conv3", None), getattr(model, "fc1", None)
-    if not isinstance(conv3, nn.Conv2d) or not isinstance(fc1, nn.Linear):
-        return None
-    side = math.isqrt(fc1.in_features // conv3.out_channels)
-    if conv3.out_channels * side * side != fc1.in_features:
-        return None
-    return ClassifierInput(conv3.out_channels, side, fc1.in_features, sum(p.numel() for p in fc1.parameters()))

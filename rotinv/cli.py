@@ -25,7 +25,7 @@ from rotinv.architectures import ARCHITECTURES
 from rotinv.models import MNIST_MEAN, MNIST_STD, count_parameters
 from rotinv.records import (DEFAULT_ANGLES, LOSS_RELATIVE_TOLERANCE, MOVED_PREDICTIONS_TOLERANCE, check, cpu_kernels,
                             record)
-from rotinv.report import CHECKPOINT_ANGLES, format_table, table1, table2
+from rotinv.report import CHECKPOINT_ANGLES, counted, format_table, table1, table2
 from rotinv.rotation import INTERPOLATIONS
 from rotinv.training import AUGMENTATIONS, PRESETS, SCHEDULES, TrainConfig, preset_config, train
 
@@ -128,7 +128,7 @@ def command_train(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     train_split = load_mnist(True, args.data_root).subset(args.train_size)
     test_split = load_mnist(False, args.data_root)
-    print(f"Training {config.arch} on {len(train_split):,} images for {config.epochs} epoch{'' if config.epochs == 1 else 's'}, "
+    print(f"Training {config.arch} on {len(train_split):,} images for {counted(config.epochs, 'epoch')}, "
           f"learning rate {config.learning_rate:g} ({config.schedule}), seed {config.seed}, "
           f"augmentation {config.augment}.", file=sys.stderr)
     total = -(-len(train_split) // config.batch_size) * config.epochs

@@ -95,13 +95,15 @@ def test_sweep_table_has_a_row_per_angle_and_a_column_per_model(sweep):
 
 
 def test_words_and_the_classifier_input():
-    from rotinv.models import build_model
+    from rotinv.architectures import build_model
+    from rotinv.introspection import classifier_input
+    from rotinv.report import counted
 
-    assert [charts.counted(n, "epoch") for n in (0, 1, 6, 2000)] == ["0 epochs", "1 epoch", "6 epochs",
+    assert [counted(n, "epoch") for n in (0, 1, 6, 2000)] == ["0 epochs", "1 epoch", "6 epochs",
                                                                      "2,000 epochs"]
-    shape = charts.classifier_input(build_model("lenet5"))
+    shape = classifier_input(build_model("lenet5"))
     assert (shape.channels, shape.side, shape.inputs, shape.fc1_parameters) == (120, 7, 5_880, 5_880 * 120 + 120)
-    assert charts.classifier_input(torch.nn.Linear(2, 2)) is None
+    assert classifier_input(torch.nn.Linear(2, 2)) is None
 
 
 def test_per_class_heatmap_and_the_six_and_nine_highlight(sweep):
