@@ -18,7 +18,7 @@ from rotinv.architectures import ARCHITECTURES, architecture_name, build_model
 from rotinv.models import count_parameters
 from rotinv.introspection import classifier_input
 from rotinv.report import CHECKPOINT_ANGLES, REPORT_TABLE1, REPORT_TABLE2, counted, table1, table2
-from rotinv.training import TrainConfig, report_interval, train
+from rotinv.training import PRESETS, SCHEDULES, TrainConfig, estimate_seconds, preset_config, report_interval, train
 
 SCRIPT_STARTED = time.perf_counter()  # this script run began: a click on Train is answered from here
 UPLOAD = "upload_checkpoint"
@@ -32,6 +32,9 @@ REDRAW_EVERY_S = 0.4  # the live training curves' least time between redraws
 # The form starts as a quick demo: one epoch of 10,000 images, ~80 steps at batch 128,
 # ends far above chance (87% upright with seed 0), where 2,000 images were 16 steps and 55%.
 QUICK_DEMO_IMAGES, QUICK_DEMO_EPOCHS = 10_000, 1
+LECTURE_ESTIMATE = "lecture_estimate"  # (settings, seconds) timed when the preset was chosen
+HELD_OUT_IMAGES = 1_000  # test images the live accuracy curve is measured on
+SCHEDULE_NAMES = {"cosine": "cosine decay", "onecycle": "one-cycle (warm-up, then decay)", "constant": "constant"}
 # LeCun et al. (1998) give the original LeNet-5 "about 60,000" trainable parameters.
 CLASSIC_LENET5_PARAMETERS = 60_000
 
@@ -184,33 +187,62 @@ def quick_demo_size(limits) -> int:
     return max((size for size in sizes if size <= QUICK_DEMO_IMAGES), default=sizes[0])
 
 
+def choose_lecture_preset(limits) -> None:
+    """Set the form to the lecture preset, and time a few of its steps on this server for the estimate."""
+    size = max(train_size_choices(limits))
+    config = preset_config("lecture", epochs=min(int(PRESETS["lecture"]["epochs"]), limits.max_epochs))
+    st.session_state.update(train_arch=config.arch, train_size=size, train_epochs=config.epochs,
+                            train_lr=config.learning_rate, train_schedule=config.schedule,
+                            train_batch=config.batch_size, train_augment=False)
+    # Timing needs only images of the right shape, not the 188 MB training set.
+    images, labels = torch.rand(8 * config.batch_size, 1, 28, 28), torch.randint(0, 10, (8 * config.batch_size,))
+    st.session_state[LECTURE_ESTIMATE] = (config, size, estimate_seconds(config, images, labels, size))
+
+
+def lecture_preset(limits) -> None:
+    """The button that sets the form to the lecture recipe, and what it will cost here."""
+    st.button("Lecture preset", icon=":material/school:", key="lecture_preset", on_click=choose_lecture_preset,
+              args=(limits,), help="LeNet-5 on the whole training set with the one-cycle recipe: 99% upright "
+                                   "in two epochs. Sets the form; press Train to start.")
+    chosen = st.session_state.get(LECTURE_ESTIMATE)
+    if chosen is not None:
+        config, size, seconds = chosen
+        st.caption(f"Lecture preset: {counted(size, 'image')} × {counted(config.epochs, 'epoch')}, one-cycle "
+                   f"to {config.learning_rate:g}. About **{seconds:,.0f} s** on this server now (a few steps "
+                   "timed just now); the progress bar then counts down.")
+
+
 def training_form(limits) -> tuple[TrainConfig, int] | None:
     architectures = app_shared.available_architectures()
     captions = {"lenet5": "No symmetry built in: it knows only the upright digits it is shown.", "lenet5_c4": c4_note()}
+    # The form's first values live in session state, not in value=: the lecture preset
+    # sets them from a callback, and a widget may not have both.
+    for key, value in (("train_arch", architectures[0]), ("train_size", quick_demo_size(limits)), ("train_epochs", QUICK_DEMO_EPOCHS),
+                       ("train_lr", TrainConfig.learning_rate), ("train_schedule", TrainConfig.schedule),
+                       ("train_batch", TrainConfig.batch_size), ("train_augment", False)):
+        st.session_state.setdefault(key, value)
     with st.form("train_settings", border=True):
         arch = st.radio("Network", architectures, format_func=lambda a: ARCH_NAMES.get(a, a), key="train_arch",
                         captions=[captions.get(a, "") for a in architectures]) if len(architectures) > 1 \
             else architectures[0]
         sizes = train_size_choices(limits)
-        size = st.select_slider("Training images", sizes, value=quick_demo_size(limits),
-                                format_func=lambda n: f"{n:,}", key="train_size",
+        size = st.select_slider("Training images", sizes, format_func=lambda n: f"{n:,}", key="train_size",
                                 help=f"The first N of MNIST's {MNIST_TRAIN_IMAGES:,} training images. Fewer is quicker.")
-        epochs = st.number_input("Epochs", min_value=1, max_value=limits.max_epochs, value=QUICK_DEMO_EPOCHS, step=1,
-                                 key="train_epochs", help=f"At most {limits.max_epochs} here.")
-        lr = st.select_slider("Learning rate (Adam)", [0.0001, 0.0003, 0.001, 0.003, 0.01], value=0.001,
-                              key="train_lr")
-        batch = st.select_slider("Batch size", [16, 32, 64, 128, 256], value=TrainConfig.batch_size,
-                               key="train_batch")
+        epochs = st.number_input("Epochs", min_value=1, max_value=limits.max_epochs, step=1, key="train_epochs", help=f"At most {limits.max_epochs} here.")
+        lr = st.select_slider("Learning rate (Adam)", [0.0001, 0.0003, 0.001, 0.003, 0.01], key="train_lr", help="With one-cycle, the peak it warms up to.")
+        schedule = st.selectbox("Learning-rate schedule", SCHEDULES, format_func=SCHEDULE_NAMES.get,
+                                key="train_schedule")
+        batch = st.select_slider("Batch size", [16, 32, 64, 128, 256], key="train_batch")
         seed = st.number_input("Seed", min_value=0, max_value=2**31 - 1, value=0, step=1, key="train_seed",
                                help="Same seed and settings, same model.")
-        augment = st.toggle("Rotation augmentation", value=False, key="train_augment",
+        augment = st.toggle("Rotation augmentation", key="train_augment",
                             help="Turn every training image by a random angle, so the network sees digits at all angles.")
         submitted = st.form_submit_button("Train", type="primary", icon=":material/play_arrow:", key="train_button")
     if not submitted:
         return None
     try:
         config = TrainConfig(arch=arch, epochs=int(epochs), learning_rate=float(lr), batch_size=int(batch),
-                             seed=int(seed), augment="rotation" if augment else "none")
+                             seed=int(seed), augment="rotation" if augment else "none", schedule=schedule)
     except ValueError as error:
         st.error(str(error))
         return None
@@ -234,9 +266,12 @@ def run_training(config: TrainConfig, size: int, split, area) -> None:
 
     def on_progress(progress) -> None:
         run.history.append(progress)  # first, so an interruption in the lines below keeps it
+        held_out = ("" if progress.held_out_accuracy is None
+                    else f" · held-out {100 * progress.held_out_accuracy:.1f}%")
         bar.progress(min(progress.step / total_steps, 1.0),
                      text=f"Epoch {progress.epoch} of {config.epochs} · step {progress.step:,} of {total_steps:,} · "
-                          f"loss {progress.loss:.3f} · accuracy {100 * progress.accuracy:.1f}%")
+                          f"loss {progress.loss:.3f} · accuracy {100 * progress.accuracy:.1f}%{held_out} · "
+                          f"{progress.images_per_second():,.0f} images/s · {time_left(progress)}")
         # Every report is a point on the curves, but redrawing them costs the training loop
         # ~0.1 s: at most a few times a second, and always at the end.
         if time.perf_counter() - drawn[0] >= REDRAW_EVERY_S or progress.step == total_steps:
@@ -247,13 +282,21 @@ def run_training(config: TrainConfig, size: int, split, area) -> None:
     run.idle.clear()
     try:
         train(images.images, images.labels, config, on_progress=on_progress, model=run.model,
-              report_every=report_interval(total_steps), should_stop=run.stop_requested.is_set)
+              report_every=report_interval(total_steps), should_stop=run.stop_requested.is_set,
+              held_out=None if test is None else (test.images[:HELD_OUT_IMAGES], test.labels[:HELD_OUT_IMAGES]))
     finally:
         run.idle.set()
     if run.stop_requested.is_set():
         return  # interrupted: the script run that asked takes the model (app_shared.finish_interrupted_training)
     app_shared.finish_training(run, "finished")
     st.rerun()  # draw everything (the sidebar too) with the new model active
+
+
+def time_left(progress) -> str:
+    seconds = progress.seconds_left()
+    if progress.step >= progress.total_steps:
+        return "done"
+    return "time left: estimating…" if seconds != seconds else f"about {seconds:,.0f} s left"
 
 
 def show_last_run(run: app_shared.TrainingRun) -> None:
@@ -280,7 +323,8 @@ def show_last_run(run: app_shared.TrainingRun) -> None:
     loss_column.altair_chart(charts.training_curve(run.history, "Loss", run.total_steps), width="stretch")
     loss_column.caption("Training loss (cross-entropy, running mean over the epoch): it should fall fast, then level off.")
     accuracy_column.altair_chart(charts.training_curve(run.history, "Accuracy", run.total_steps), width="stretch")
-    accuracy_column.caption("Training accuracy on the upright training digits: this is all the network ever sees.")
+    accuracy_column.caption("Training accuracy on the upright training digits, all the network ever sees; dashed, "
+                            f"its accuracy on {counted(HELD_OUT_IMAGES, 'upright test image')} it never trains on.")
 
 
 def quick_demo_note(limits) -> str:
@@ -322,6 +366,7 @@ if limits is not None and data_problem:
 elif limits is not None:
     settings_column, result_column = app_layout.row("train_run", [300, 420], [1, 2], gap="large")
     with settings_column:
+        lecture_preset(limits)
         request = training_form(limits)
     train_split = app_shared.mnist_split(train=True) if request is not None else None
     if request is not None and train_split is None:

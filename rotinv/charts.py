@@ -68,19 +68,25 @@ def _angle_scale(angles: Iterable[float]) -> alt.Scale:
 
 
 def history_frame(history: Sequence[Progress]) -> pd.DataFrame:
-    """One row per progress report: step, epoch, loss, accuracy, images seen."""
+    """One row per progress report: step, epoch, loss, accuracy, images seen, held-out accuracy (or NaN)."""
     return pd.DataFrame(
         [{"Step": p.step, "Epoch": p.epoch, "Loss": p.loss, "Accuracy": p.accuracy,
-          "Images seen": p.images_seen} for p in history],
-        columns=["Step", "Epoch", "Loss", "Accuracy", "Images seen"],
+          "Images seen": p.images_seen,
+          HELD_OUT: float("nan") if p.held_out_accuracy is None else p.held_out_accuracy} for p in history],
+        columns=["Step", "Epoch", "Loss", "Accuracy", "Images seen", HELD_OUT],
     )
+
+
+HELD_OUT = "Held-out accuracy"
 
 
 def training_curve(history: Sequence[Progress], metric: str, total_steps: int | None = None) -> alt.Chart:
     """Training loss or accuracy (running mean over the epoch) against the optimiser step.
 
     With total_steps, the x axis spans the whole run from the start, so the line grows
-    into a fixed frame instead of the axis rescaling on every update.
+    into a fixed frame instead of the axis rescaling on every update. The accuracy chart
+    also draws the upright accuracy on held-out test images where the run measured it:
+    the number the lecture is waiting for, free of the running mean's lag.
     """
     if metric not in ("Loss", "Accuracy"):
         raise ValueError(f"metric must be 'Loss' or 'Accuracy', got {metric!r}.")
@@ -104,7 +110,26 @@ def training_curve(history: Sequence[Progress], metric: str, total_steps: int | 
         )
         .properties(height=300)
     )
+    held_out = frame.dropna(subset=[HELD_OUT])
+    if metric == "Accuracy" and len(held_out):
+        held_out = held_out.assign(Series="held-out test images, upright")
+        dashed = (
+            alt.Chart(held_out)
+            .mark_line(point=alt.OverlayMarkDef(size=40, color=HELD_OUT_COLOR), strokeWidth=3,
+                       strokeDash=[6, 3], color=HELD_OUT_COLOR)
+            .encode(x="Step:Q", y=alt.Y(f"{HELD_OUT}:Q"),
+                    tooltip=["Step:Q", alt.Tooltip(f"{HELD_OUT}:Q", format=".2%")])
+        )
+        labels = (  # the held-out line's last value, where the eye ends up
+            alt.Chart(held_out.tail(1))
+            .mark_text(align="right", dx=-8, dy=-14, fontSize=LABEL_SIZE, color=HELD_OUT_COLOR)
+            .encode(x="Step:Q", y=f"{HELD_OUT}:Q", text=alt.Text(f"{HELD_OUT}:Q", format=".1%"))
+        )
+        chart = alt.layer(chart, dashed, labels).properties(height=300)
     return _readable(chart)
+
+
+HELD_OUT_COLOR = "#1f77b4"
 
 
 # --- sweeps --------------------------------------------------------------------------------

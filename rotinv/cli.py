@@ -27,7 +27,8 @@ from rotinv.records import (DEFAULT_ANGLES, LOSS_RELATIVE_TOLERANCE, MOVED_PREDI
                             record)
 from rotinv.report import CHECKPOINT_ANGLES, counted, format_table, table1, table2
 from rotinv.rotation import INTERPOLATIONS
-from rotinv.training import AUGMENTATIONS, PRESETS, SCHEDULES, TrainConfig, preset_config, train
+from rotinv.training import (AUGMENTATIONS, PRESETS, SCHEDULES, TrainConfig, estimate_seconds, preset_config,
+                             train)
 
 
 def _angles(text: str) -> list[float]:
@@ -131,6 +132,8 @@ def command_train(args: argparse.Namespace) -> int:
     print(f"Training {config.arch} on {len(train_split):,} images for {counted(config.epochs, 'epoch')}, "
           f"learning rate {config.learning_rate:g} ({config.schedule}), seed {config.seed}, "
           f"augmentation {config.augment}.", file=sys.stderr)
+    estimate = estimate_seconds(config, train_split.images, train_split.labels, len(train_split))
+    print(f"About {estimate:,.0f} s on this machine (a few steps timed just now).", file=sys.stderr)
     total = -(-len(train_split) // config.batch_size) * config.epochs
     result = train(train_split.images, train_split.labels, config, on_progress=_progress_bar(total))
     model = result.model.cpu()

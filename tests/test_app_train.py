@@ -209,3 +209,35 @@ def test_torch_threads_setting():
     for bad in ("0", "two", "-1"):
         with pytest.raises(ValueError, match="ROTINV_TORCH_THREADS"):
             torch_threads({"ROTINV_TORCH_THREADS": bad})
+
+
+def test_the_lecture_preset_sets_the_form_says_what_it_costs_and_trains_with_its_recipe(new_app, mnist_test):
+    from rotinv.training import PRESETS
+
+    lecture = PRESETS["lecture"]
+    at = new_app().run()
+    at.button(key="lecture_preset").click().run()
+    assert not at.exception
+    assert at.select_slider(key="train_size").value == 60_000  # the whole training set
+    assert at.number_input(key="train_epochs").value == lecture["epochs"]
+    assert at.select_slider(key="train_lr").value == lecture["learning_rate"]
+    assert at.selectbox(key="train_schedule").value == lecture["schedule"]
+    note = next(c.value for c in at.caption if c.value.startswith("Lecture preset:"))
+    seconds = float(re.search(r"About \*\*([0-9,]+) s\*\*", note).group(1).replace(",", ""))
+    assert seconds > 0
+
+    # The preset's recipe, on a class-sized slice so the test stays short: it is what trains.
+    at.select_slider(key="train_size").set_value(2_000)
+    at.number_input(key="train_epochs").set_value(1)
+    at.button(key="train_button").click().run()
+    assert not at.exception and not at.error
+    run = at.session_state[app_shared.TRAINING_RUN]
+    assert (run.config.learning_rate, run.config.schedule) == (lecture["learning_rate"], lecture["schedule"])
+    metadata = at.session_state[app_shared.SESSION_MODELS][run.model_key].metadata["training"]
+    assert (metadata["learning_rate"], metadata["schedule"]) == (lecture["learning_rate"], lecture["schedule"])
+    # the live accuracy curve has the held-out points, and they are the model's upright accuracy
+    held_out = [progress.held_out_accuracy for progress in run.history]
+    assert all(a is not None for a in held_out) and held_out[-1] > 0.5
+    entry = at.session_state[app_shared.SESSION_MODELS][run.model_key]
+    first = mnist_test.subset(1_000)
+    assert held_out[-1] == pytest.approx(evaluate(entry.model, first.images, first.labels, 0).accuracy, abs=1e-6)
