@@ -101,8 +101,10 @@ def learning_rate_schedule(optimizer: torch.optim.Optimizer, config: TrainConfig
     if config.schedule == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
     if config.schedule == "onecycle":
-        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.learning_rate, total_steps=total_steps,
-                                                   pct_start=ONECYCLE_WARMUP)
+        # OneCycleLR cannot lay out its two phases over fewer than 5 steps (it divides by
+        # their lengths); a run that short simply ends during the warm-up.
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.learning_rate,
+                                                   total_steps=max(total_steps, 5), pct_start=ONECYCLE_WARMUP)
     return None
 
 

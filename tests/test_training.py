@@ -142,6 +142,9 @@ def test_one_cycle_warms_up_over_a_quarter_then_decays():
     assert rates[-1] < 3e-3 / 1000  # and ends near 0
     assert all(a <= b for a, b in zip(rates[:24], rates[1:25])) and all(a >= b for a, b in zip(rates[25:], rates[26:]))
     assert learning_rate_schedule(optimizer, TrainConfig(schedule="constant"), 100) is None
+    for steps in range(1, 7):  # a run of a handful of steps trains too
+        images, labels = torch.rand(4 * steps, 1, 28, 28), torch.randint(0, 10, (4 * steps,))
+        assert train(images, labels, TrainConfig(batch_size=4, epochs=1, schedule="onecycle")).steps_completed == steps
     with pytest.raises(ValueError, match="Unknown schedule 'cyclic'"):
         TrainConfig(schedule="cyclic")
     with pytest.raises(ValueError, match="label smoothing"):
