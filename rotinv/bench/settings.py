@@ -57,6 +57,7 @@ ROW_LABELS = (
     "LeNet-5 FLOPs per image",
     "sweep fp32",
     "sweep bf16 autocast",
+    "pooling helper vs max_pool2d",
     "notebook baseline",
     "sweep speed-up over notebook",
     "repeated sweep (app cache)",
