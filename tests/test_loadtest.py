@@ -158,7 +158,7 @@ def test_capacity_is_the_largest_class_under_the_bar():
 def test_the_section_replaces_its_old_self_and_nothing_else(tmp_path):
     path = tmp_path / "BENCHMARKS.md"
     path.write_text("# Benchmarks\n\nThe rest.\n")
-    section = markdown_section([result(1, 0, 0.1), result(10, 3, 0.4, errors=2)], {}, "python -m rotinv.bench.loadtest")
+    section = markdown_section([result(1, 0, 0.1), result(10, 3, 0.4, errors=2)], {}, "python -m rotinv.bench.loadtest", 30, 300)
     assert section.startswith(BEGIN) and section.rstrip().endswith(END) and "$" not in section
     assert "2 × timeout" in section
     write_section(path, section)

@@ -174,7 +174,8 @@ def text_table(results: Sequence[Result], env: Mapping[str, str]) -> str:
     return "\n".join(lines)
 
 
-def markdown_section(results: Sequence[Result], env: Mapping[str, str], command: str) -> str:
+def markdown_section(results: Sequence[Result], env: Mapping[str, str], command: str, timeout_s: float,
+                     train_timeout_s: float) -> str:
     """The section for BENCHMARKS.md, markers included: loadtest.md filled in with this run."""
     table = ["| " + " | ".join(HEADERS) + " |", "|" + " --- |" * len(HEADERS)]
     table += ["| " + " | ".join(_cells(result)) + " |" for result in results]
@@ -183,6 +184,7 @@ def markdown_section(results: Sequence[Result], env: Mapping[str, str], command:
     body = Template(template_sections(TEMPLATE)["loadtest"]).substitute(
         command=command, written=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         conditions=bullets(conditions(env)), table="\n".join(table), target=f"{INTERACTION_P95_TARGET_S:g}",
+        timeout=f"{timeout_s:g}", train_timeout=f"{train_timeout_s:g}",
         capacity="; ".join(capacities), errors=bullets(error_lines(results, None)) or "None.",
         other=bullets(other_lines(results)))
     return f"{BEGIN}\n{body}\n{END}\n"

@@ -231,7 +231,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps([asdict(result) for result in results], indent=1))
     if args.out:
-        write_section(Path(args.out), markdown_section(results, env_seen, command_line(argv)))
+        write_section(Path(args.out), markdown_section(results, env_seen, command_line(argv), args.timeout,
+                                                       args.train_timeout))
         print(f"Wrote the load-test section of {args.out}", file=sys.stderr)
     return 0
 

@@ -26,15 +26,17 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def start_app(log: IO[bytes], env: Mapping[str, str] | None = None) -> tuple[subprocess.Popen, str]:
-    """`streamlit run streamlit_app.py` on a free local port, once it answers: (process, url).
+def start_app(log: IO[bytes], env: Mapping[str, str] | None = None,
+              script: Path = ROOT / "streamlit_app.py") -> tuple[subprocess.Popen, str]:
+    """`streamlit run streamlit_app.py` (or `script`) on a free local port, once it answers:
+    (process, url).
 
     `env` is the server's whole environment (os.environ unless given). The server gets its
     own process group, so stop() ends it and everything it started. RuntimeError (the
     server stopped) or TimeoutError (it never answered) otherwise.
     """
     port = free_port()
-    command = [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.headless", "true",
+    command = [sys.executable, "-m", "streamlit", "run", str(script), "--server.headless", "true",
                "--server.address", "127.0.0.1", "--server.port", str(port),
                "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"]
     process = subprocess.Popen(command, cwd=ROOT, env=dict(os.environ if env is None else env), stdout=log,

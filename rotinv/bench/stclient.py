@@ -41,6 +41,10 @@ class SessionError(Exception):
     """The server closed the connection, or did not answer in time."""
 
 
+class PageProblem(Exception):
+    """The page lacks what the session looked for: a page, a widget."""
+
+
 @dataclass
 class Element:
     kind: str  # the Element oneof's name: "slider", "metric", "markdown", ...
@@ -99,8 +103,10 @@ class Client:
     # --- connection -----------------------------------------------------------------------------
 
     async def connect(self) -> None:
+        # No client pings: a browser sends none, and on a busy server a late pong would
+        # close the connection, a drop the harness made rather than the server.
         self._ws = await connect(self.stream_url, subprotocols=["streamlit"], origin=self.origin,
-                                 max_size=None, open_timeout=30)
+                                 max_size=None, open_timeout=30, ping_interval=None)
         self._reader = asyncio.create_task(self._read())
 
     async def close(self) -> None:
@@ -123,6 +129,8 @@ class Client:
         and `trigger` (a button's id) pressed, as the browser sends them.
         """
         if page is not None:
+            if page not in self.pages:
+                raise PageProblem(f"no page {page!r} among {sorted(self.pages)}")
             self.page_hash = self.pages[page]
             self._stop_auto_reruns()  # as the browser does on a page change
         message = self._rerun_message(fragment_id, trigger)

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-from rotinv.bench.stclient import Client, Element, SessionError
+from rotinv.bench.stclient import Client, Element, PageProblem, SessionError
 
 TRAIN_PAGE, SWEEP_PAGE, INSIDE_PAGE = "Train", "Rotation sweep", "Inside the network"
 ANGLE_SLIDER = "Rotation"
@@ -137,10 +137,15 @@ class Student:
                     await self.pick()
                 else:
                     await self.turn()
+        # Any of these ends the visit (a student whose page broke leaves), counted by kind.
         except SessionError as error:
             self.error("dropped" if self.client.closed_by_server else "timeout", str(error))
         except OSError as error:  # the connection could not be opened
             self.error("dropped", f"{type(error).__name__}: {error}")
+        except PageProblem as error:
+            self.error("missing widget", str(error))
+        except Exception as error:  # a bug of the harness: shown, and the other students go on
+            self.error("harness", f"{type(error).__name__}: {error}")
         finally:
             await self.client.close()
         return self.outcome
@@ -209,7 +214,7 @@ class Student:
     def need(self, kind: str, label: str) -> Element:
         widget = self.client.widget(kind, label)
         if widget is None:
-            raise SessionError(f"no {kind} {label!r} on the page")
+            raise PageProblem(f"no {kind} {label!r} on the page")
         return widget
 
     async def answer(self, what: str, request) -> float:
