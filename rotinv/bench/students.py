@@ -14,7 +14,7 @@ says for that image and angle. A mixed-up session (another student's picture or 
 or a wrong answer is an error like any other.
 
 The labels the script looks for are the pages' own (below, in one place): when a page
-renames a widget, change it here.
+renames a widget, change it here. Page titles are read from streamlit_app.py.
 """
 
 from __future__ import annotations
@@ -27,9 +27,16 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
+from rotinv.bench.settings import PAGES
 from rotinv.bench.stclient import Client, Element, PageProblem, SessionError
 
-TRAIN_PAGE, SWEEP_PAGE, INSIDE_PAGE = "Train", "Rotation sweep", "Inside the network"
+
+def _page(file_part: str) -> str:
+    """A page's title as streamlit_app.py registers it, found by its file's name."""
+    return next(title for title, path in PAGES if file_part in path)
+
+
+SWEEP_PAGE, INSIDE_PAGE = _page("sweep"), _page("inside")  # the first visit lands on the default page, Train
 ANGLE_SLIDER = "Rotation"
 INDEX_INPUT = "Test image"
 RANDOM_BUTTONS = ("Random 4", "Random digit")
