@@ -167,3 +167,34 @@ def test_the_section_replaces_its_old_self_and_nothing_else(tmp_path):
     assert text.startswith("# Benchmarks\n\nThe rest.\n\n") and text.count(BEGIN) == 1 and "3 × timeout" in text
     assert kept_section(path) == section.replace("2 × timeout", "3 × timeout")
     assert kept_section(tmp_path / "missing.md") == ""
+
+
+def slider(path, widget_id, set_by_script=False):
+    message = ForwardMsg()
+    message.delta.new_element.slider.id = widget_id
+    message.delta.new_element.slider.label = "Angle"
+    message.delta.new_element.slider.set_value = set_by_script
+    message.metadata.delta_path.extend(path)
+    return message
+
+
+def sent_ids(client):
+    return [state.id for state in client._rerun_message().rerun_script.widget_states.widgets]
+
+
+def test_the_client_forgets_values_the_browser_would_forget():
+    client = Client("http://127.0.0.1:1")
+    for message in (started("r1"), slider([0, 0], "angle"), finished("r1")):
+        client._handle(message)
+    client.set_value(client.widget("slider", "Angle"), double_array_value=[90.0])
+    assert sent_ids(client) == ["angle"]
+    # The script set the widget itself (a callback, st.session_state): its value wins.
+    for message in (started("r2"), slider([0, 0], "angle", set_by_script=True), finished("r2")):
+        client._handle(message)
+    assert sent_ids(client) == []
+    client.set_value(client.widget("slider", "Angle"), double_array_value=[45.0])
+    # Another page: the widget is gone, and so is its value, even when it comes back.
+    for message in (started("r3"), metric([0, 0], "A", "1"), finished("r3"),
+                    started("r4"), slider([0, 0], "angle"), finished("r4")):
+        client._handle(message)
+    assert sent_ids(client) == []

@@ -163,7 +163,7 @@ class Client:
         state.page_script_hash = self.page_hash
         state.fragment_id = fragment_id
         state.is_auto_rerun = auto
-        on_page = {element.proto.id for element in self.page.values() if hasattr(element.proto, "id")}
+        on_page = self._widget_ids()
         state.widget_states.widgets.extend(value for widget_id, value in self._values.items() if widget_id in on_page)
         if trigger is not None:
             state.widget_states.widgets.append(WidgetState(id=trigger, trigger_value=True))
@@ -194,6 +194,9 @@ class Client:
     def elements(self, kind: str | None = None) -> list[Element]:
         """The page's elements in page order, of one kind when given."""
         return [self.page[path] for path in sorted(self.page) if kind is None or self.page[path].kind == kind]
+
+    def _widget_ids(self) -> set[str]:
+        return {element.proto.id for element in self.page.values() if hasattr(element.proto, "id")}
 
     def widget(self, kind: str, label_start: str) -> Element | None:
         """The first widget of this kind whose label starts so, or None."""
@@ -316,6 +319,10 @@ class Client:
         if delta.WhichOneof("type") == "new_element":
             element_kind = delta.new_element.WhichOneof("type")
             element = Element(element_kind, getattr(delta.new_element, element_kind), delta.fragment_id)
+            if getattr(element.proto, "set_value", False):
+                # The script set this widget's value (a callback, st.session_state): the
+                # browser takes it, and so does this session instead of what it sent before.
+                self._values.pop(element.proto.id, None)
             if element_kind == "exception":
                 self.exceptions.append(f"{element.proto.type}: {element.proto.message}")
         else:  # a container (add_block) or a transient: nothing to read, but it holds the path
@@ -331,7 +338,9 @@ class Client:
         if run is None:
             return
         if status == ForwardMsg.FINISHED_SUCCESSFULLY:
-            self.page = run.elements  # the browser drops what the run did not draw again
+            self.page = run.elements  # the browser drops what the run did not draw again,
+            on_page = self._widget_ids()
+            self._values = {key: value for key, value in self._values.items() if key in on_page}  # and their values
         elif status == ForwardMsg.FINISHED_FRAGMENT_RUN_SUCCESSFULLY:
             self.page.update(run.elements)  # a fragment redraws only its own part
         if status == ForwardMsg.FINISHED_EARLY_FOR_RERUN:
