@@ -151,8 +151,9 @@ def result(sessions, trainings, p95, errors=0):
 
 def test_capacity_is_the_largest_class_under_the_bar():
     results = [result(1, 0, 0.1), result(10, 0, 0.5), result(30, 0, 1.5), result(50, 0, 0.9), result(1, 3, 2.0)]
-    assert capacity(results, 0).startswith("10 sessions")  # 50 passing after 30 failed does not count
-    assert capacity(results, 3) == "below 1 sessions"
+    assert capacity(results, 0) == "10 session(s); 30 missed it"  # 50 passing after 30 failed does not count
+    assert capacity(results, 3) == "none measured: 1 session(s) already missed it"
+    assert capacity(results[:2], 0) == "10 session(s), the largest measured"
 
 
 def test_the_section_replaces_its_old_self_and_nothing_else(tmp_path):

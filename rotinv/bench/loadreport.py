@@ -104,10 +104,12 @@ def capacity(results: Sequence[Result], trainings: int) -> str:
         if p95 is None or p95 >= INTERACTION_P95_TARGET_S:
             break
         passed = result.sessions
+    if not measured:
+        return "not measured"
     if passed is None:
-        return f"below {measured[0].sessions} sessions" if measured else "not measured"
-    more = "" if passed == measured[-1].sessions else f" (the next size measured, more than {passed}, was not)"
-    return f"{passed} sessions{more}"
+        return f"none measured: {measured[0].sessions} session(s) already missed it"
+    missed = next((r.sessions for r in measured if r.sessions > passed), None)
+    return f"{passed} session(s)" + (f"; {missed} missed it" if missed is not None else ", the largest measured")
 
 
 def conditions(env: Mapping[str, str]) -> list[str]:
@@ -120,7 +122,8 @@ def conditions(env: Mapping[str, str]) -> list[str]:
 
 def _cells(result: Result) -> list[str]:
     finished = result.training_outcomes.get("finished", 0)
-    trained = (f"{finished}/{result.trainings}" + (f" ({result.trainings_queued} queued)" if result.trainings_queued
+    asked = min(result.trainings, result.sessions)
+    trained = (f"{finished}/{asked}" + (f" ({result.trainings_queued} queued)" if result.trainings_queued
                                                    else "")) if result.trainings else "—"
     switches = percentile(result.page_switches, 95)
     return [str(result.sessions), str(result.trainings), str(len(result.interactions)),
