@@ -8,9 +8,7 @@ and nowhere else.
 
 from __future__ import annotations
 
-import dataclasses
 import os
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,11 +17,13 @@ from typing import Sequence
 import streamlit as st
 from torch import nn
 
+from rotinv.report import counted
 from rotinv.checkpoints import CheckpointError, load_checkpoint, weights_fingerprint
 from rotinv.data import DataUnavailableError, Split, load_mnist, resolve_data_root
 from rotinv.evaluation import AngleResult, evaluate
-from rotinv.records import canonical_key, recorded_results
-from rotinv.training import Progress, TrainConfig
+from rotinv import evaluation
+from rotinv.records import canonical_key, recorded_at, recorded_results, unrecorded_angles
+from rotinv.live_training import TrainingRun
 
 # Where the shipped checkpoints are; ROTINV_MODELS_DIR points elsewhere (tests, deployments).
 MODELS_DIR_ENV = "ROTINV_MODELS_DIR"
@@ -151,9 +151,7 @@ def available_architectures() -> list[str]:
 @st.cache_data(show_spinner=False, max_entries=4096)
 def _evaluate_canonical(fingerprint: str, data_sha256: str, angle: float, interpolation: str, tta_copies: int,
                         _model: nn.Module, _split: Split) -> AngleResult:
-    from rotinv.evaluation import RotationPooled
-
-    model = _model if tta_copies <= 1 else RotationPooled(_model, tta_copies, interpolation)
+    model = _model if tta_copies <= 1 else evaluation.RotationPooled(_model, tta_copies, interpolation)
     return evaluate(model, _split.images, _split.labels, angle, interpolation)
 
 
@@ -165,9 +163,8 @@ def evaluate_cached(fingerprint: str, angle: float, interpolation: str, tta_copi
     Angles a full turn apart share an entry (360° is 0°), and so do the two
     interpolations at quarter turns, which are exact either way.
     """
-    result = _evaluate_canonical(*canonical_key(fingerprint, _split.sha256, angle, interpolation, tta_copies),
-                                 _model, _split)
-    return _at_angle(result, angle)
+    return _evaluate_canonical(*canonical_key(fingerprint, _split.sha256, angle, interpolation, tta_copies),
+                               _model, _split).at(angle)
 
 
 def result_at(entry: ModelEntry, split: Split, angle: float, interpolation: str = "bilinear",
@@ -177,18 +174,11 @@ def result_at(entry: ModelEntry, split: Split, angle: float, interpolation: str 
     A shipped checkpoint's recorded sweep (`python -m rotinv record`) answers for exactly
     its weights and test set; anything else is measured through evaluate_cached.
     """
-    recorded = _recorded(entry, split, angle, interpolation, tta_copies) if use_records else None
+    recorded = (recorded_at(entry.records, entry.fingerprint, split.sha256, angle, interpolation, tta_copies)
+                if use_records else None)
     if recorded is not None:
-        return _at_angle(recorded, angle), True
+        return recorded, True
     return evaluate_cached(entry.fingerprint, angle, interpolation, tta_copies, entry.model, split), False
-
-
-def _recorded(entry: ModelEntry, split: Split, angle: float, interpolation: str, tta_copies: int) -> AngleResult | None:
-    return entry.records.get(canonical_key(entry.fingerprint, split.sha256, angle, interpolation, tta_copies))
-
-
-def _at_angle(result: AngleResult, angle: float) -> AngleResult:
-    return result if result.angle == float(angle) else dataclasses.replace(result, angle=float(angle))
 
 
 def results_at(entry: ModelEntry, split: Split, angles: Sequence[float],
@@ -208,95 +198,23 @@ _seconds_per_image: dict[str, float] = {}  # by weights fingerprint, for this pr
 
 def angles_to_measure(entry: ModelEntry, split: Split, angles: Sequence[float], interpolation: str = "bilinear",
                       tta_copies: int = 1, use_records: bool = True) -> list[float]:
-    """The angles result_at would measure rather than read from records, one per result
-    (360° shares 0°'s): what a sweep over `angles` costs beyond the checkpoint's records."""
-    one_per_result: dict = {}
-    for angle in angles:
-        one_per_result.setdefault(canonical_key(entry.fingerprint, split.sha256, angle, interpolation, tta_copies),
-                                  float(angle))
-    return [angle for angle in one_per_result.values()
-            if not (use_records and _recorded(entry, split, angle, interpolation, tta_copies) is not None)]
+    """The angles result_at would measure rather than read from records (see records.unrecorded_angles)."""
+    return unrecorded_angles(entry.records if use_records else {}, entry.fingerprint, split.sha256, angles,
+                             interpolation, tta_copies)
 
 
 def seconds_per_image(entry: ModelEntry, split: Split) -> float:
-    """One test image through the model, timed on this server (once per model and process)."""
+    """One test image through the model, timed on this server once per model and process."""
     if entry.fingerprint not in _seconds_per_image:
-        from rotinv.evaluation import predict_logits
-
-        images = split.images[:256]
-        predict_logits(entry.model, images)  # the first pass also sets up the kernels
-        started = time.perf_counter()
-        predict_logits(entry.model, images)
-        _seconds_per_image[entry.fingerprint] = (time.perf_counter() - started) / len(images)
+        _seconds_per_image[entry.fingerprint] = evaluation.seconds_per_image(entry.model, split.images[:256])
     return _seconds_per_image[entry.fingerprint]
 
 
 # --- a training run that outlives its script run ------------------------------------------------
 
 
-def _set_event() -> threading.Event:
-    event = threading.Event()
-    event.set()
-    return event
-
-
 # How long a new script run waits for an interrupted training loop to reach its next step.
 STOP_WAIT_S = 30.0
-
-
-@dataclass
-class TrainingRun:
-    """A training run of this session, kept in st.session_state while it trains.
-
-    Any click during training (Stop, or any other widget) interrupts the script; the
-    model and its history are then still here, and the next script run registers the
-    model as trained so far (see finish_interrupted_training). The interrupted run can
-    still be inside a training step when the next script run starts (Streamlit stops a
-    script only at its next st call), so the next run asks it to stop and waits for it
-    (stop_requested, idle) before it takes the model: otherwise the model would go on
-    changing after its fingerprint, its label and the cache keyed by it were made.
-    """
-
-    config: TrainConfig
-    train_images: int
-    total_steps: int
-    model: nn.Module = field(repr=False)
-    history: list[Progress] = field(default_factory=list)
-    status: str = "running"  # "running", "finished", "stopped", or "cancelled" (stopped before step 1)
-    model_key: str | None = None  # the session model's key once registered
-    started: float = field(default_factory=time.perf_counter)
-    seconds: float = 0.0
-    stop_requested: threading.Event = field(default_factory=threading.Event, repr=False, compare=False)
-    idle: threading.Event = field(default_factory=_set_event, repr=False, compare=False)  # cleared while training
-
-    @property
-    def steps_done(self) -> int:
-        return self.history[-1].step if self.history else 0
-
-    def label(self) -> str:
-        arch = {"lenet5": "LeNet-5", "lenet5_c4": "C4 LeNet"}.get(self.config.arch, self.config.arch)
-        parts = [arch, f"{self.train_images:,} images",
-                 f"{self.config.epochs} epoch" + ("s" if self.config.epochs != 1 else ""),
-                 f"seed {self.config.seed}"]
-        if self.config.augment == "rotation":
-            parts.insert(1, "rotation augmentation")
-        text = ", ".join(parts)
-        if self.status == "stopped":
-            text += f", stopped at step {self.steps_done:,}"
-        return text
-
-    def metadata(self) -> dict:
-        last = self.history[-1] if self.history else None
-        return {
-            "architecture": self.config.arch,
-            "training": {**self.config.to_dict(), "optimizer": "Adam",
-                         "steps_completed": self.steps_done, "total_steps": self.total_steps,
-                         "stopped_early": self.status == "stopped",
-                         "final_epoch_train_loss": last.loss if last else float("nan"),
-                         "final_epoch_train_accuracy": last.accuracy if last else float("nan"),
-                         "seconds": round(self.seconds, 1)},
-            "data": {"dataset": "MNIST (torchvision)", "train_images": self.train_images},
-        }
 
 
 def finish_training(run: TrainingRun, status: str) -> ModelEntry | None:
@@ -321,8 +239,7 @@ def finish_interrupted_training() -> ModelEntry | None:
     """
     run = st.session_state.get(TRAINING_RUN)
     if isinstance(run, TrainingRun) and run.status == "running":
-        run.stop_requested.set()
-        run.idle.wait(timeout=STOP_WAIT_S)
+        run.stop_and_wait(STOP_WAIT_S)
         if run.status == "running":  # not finished meanwhile by the loop itself
             return finish_training(run, "stopped")
     return None
@@ -350,12 +267,13 @@ def sidebar() -> None:
             # The widget has its own key, set here before it is drawn; pages and
             # add_session_model change ACTIVE_MODEL, which may happen after the widget exists.
             st.session_state[_ACTIVE_WIDGET] = current if current in keys else keys[0]
-            st.selectbox("Active model", keys, format_func=labels.get, key=_ACTIVE_WIDGET,
-                         on_change=_choose_model,
-                         help="Shipped checkpoints, plus any model you trained or uploaded in this session.")
+            # A radio, not a selectbox: its labels wrap, so a long name ("LeNet-5, rotation
+            # augmentation, 2,000 images, ...") is read whole, and every choice is in sight.
+            st.radio("Active model", keys, format_func=labels.get, key=_ACTIVE_WIDGET, on_change=_choose_model,
+                     help="Shipped checkpoints, plus any model you trained or uploaded in this session.")
             st.session_state[ACTIVE_MODEL] = st.session_state[_ACTIVE_WIDGET]
             mine = sum(entry.source != "shipped" for entry in models)
-            st.caption(f"{len(models) - mine} shipped model(s); {mine} of yours in this session "
+            st.caption(f"{counted(len(models) - mine, 'shipped model')}; {mine} of yours in this session "
                        "(they are kept only in this browser session).")
         else:
             st.warning("No model yet: train one on the Train page, or upload a .pt there.")

@@ -3,24 +3,40 @@
 from __future__ import annotations
 
 import math
+import time
 
 import pandas as pd
 import streamlit as st
 import torch
 
+import app_layout
 import app_shared
 from rotinv import charts
 from rotinv.checkpoints import MAX_CHECKPOINT_BYTES, CheckpointError, load_checkpoint_bytes, state_dict_bytes
 from rotinv.limits import MNIST_TRAIN_IMAGES, training_limits, train_size_choices
-from rotinv.architectures import architecture_name, build_model
+from rotinv.architectures import ARCHITECTURES, architecture_name, build_model
 from rotinv.models import count_parameters
-from rotinv.report import CHECKPOINT_ANGLES, REPORT_TABLE1, REPORT_TABLE2, table1, table2
-from rotinv.training import TrainConfig, train
+from rotinv.introspection import classifier_input
+from rotinv.report import CHECKPOINT_ANGLES, REPORT_TABLE1, REPORT_TABLE2, counted, table1, table2
+from rotinv.training import PRESETS, SCHEDULES, TrainConfig, estimate_seconds, preset_config, report_interval, train
 
+SCRIPT_STARTED = time.perf_counter()  # this script run began: a click on Train is answered from here
 UPLOAD = "upload_checkpoint"
 UPLOAD_MESSAGE = "upload_message"
-ARCH_NAMES = {"lenet5": "LeNet-5 (the report's network)", "lenet5_c4": "C4-equivariant LeNet (rotation-invariant by construction)"}
+CLICKED = "train_clicked_at"  # when the script run that trained the last model began
+WAITED = "train_waited"  # (model key, seconds from that click to its results on this page)
+ARCH_NAMES = {"lenet5": "LeNet-5 (the report's network)",
+              "lenet5_c4": "C4-equivariant LeNet (invariant to quarter turns only)"}
 REPORT_BY_OUR_ANGLE = {row.our_angle: row for row in REPORT_TABLE2}
+REDRAW_EVERY_S = 0.4  # the live training curves' least time between redraws
+# The form starts as a quick demo: one epoch of 10,000 images, ~80 steps at batch 128,
+# ends far above chance (87% upright with seed 0), where 2,000 images were 16 steps and 55%.
+QUICK_DEMO_IMAGES, QUICK_DEMO_EPOCHS = 10_000, 1
+LECTURE_ESTIMATE = "lecture_estimate"  # (settings, seconds) timed when the preset was chosen
+HELD_OUT_IMAGES = 1_000  # test images the live accuracy curve is measured on
+SCHEDULE_NAMES = {"cosine": "cosine decay", "onecycle": "one-cycle (warm-up, then decay)", "constant": "constant"}
+# LeCun et al. (1998) give the original LeNet-5 "about 60,000" trainable parameters.
+CLASSIC_LENET5_PARAMETERS = 60_000
 
 st.title("Train LeNet-5 on upright digits")
 st.markdown(
@@ -59,13 +75,36 @@ def describe(entry: app_shared.ModelEntry) -> str:
     if data.get("train_images"):
         parts.append(f"trained on {int(data['train_images']):,} images")
     if training.get("epochs"):
-        parts.append(f"{training['epochs']} epoch(s), Adam, learning rate {training.get('learning_rate')}, "
-                     f"batch {training.get('batch_size')}, seed {training.get('seed')}")
+        parts.append(f"{counted(int(training['epochs']), 'epoch')}, Adam, learning rate "
+                     f"{training.get('learning_rate')}, batch {training.get('batch_size')}, seed {training.get('seed')}")
     if training.get("augment") == "rotation":
         parts.append("with rotation augmentation")
     if entry.source == "uploaded":
         parts.append("uploaded in this session")
     return " · ".join(parts)
+
+
+def classifier_note(entry: app_shared.ModelEntry) -> str | None:
+    """Why the report's LeNet-5 has ten times the classic one's parameters, from its own layer sizes."""
+    shape = classifier_input(entry.model) if type(entry.model) is ARCHITECTURES["lenet5"] else None
+    if shape is None:
+        return None
+    return (f"Why {count_parameters(entry.model):,} parameters, where the classic LeNet-5 (LeCun et al., 1998) has "
+            f"about {CLASSIC_LENET5_PARAMETERS:,}: the report's variant pads its convolutions and keeps "
+            f"{shape.channels} maps of {shape.side}×{shape.side} before the classifier, so fc1 takes "
+            f"{shape.inputs:,} inputs and holds {shape.fc1_parameters:,} of the weights; the classic one shrinks "
+            "its maps to 1×1 first.")
+
+
+def c4_note() -> str:
+    """What the C4 option does and does not do, with the shipped C4 model's recorded accuracy off the quarter turns."""
+    said = "Exactly invariant to turns by 90°, 180° and 270° by construction, not to the angles in between"
+    shipped = next((e for e in app_shared.shipped_models() if e.metadata.get("architecture") == "lenet5_c4"), None)
+    if shipped is None or test is None or app_shared.angles_to_measure(shipped, test, [0.0, 45.0]):
+        return said + "."
+    upright, between = (app_shared.result_at(shipped, test, angle)[0] for angle in (0.0, 45.0))
+    return (f"{said}: the shipped one reads {100 * between.accuracy:.1f}% of the test digits at 45° "
+            f"({100 * upright.accuracy:.1f}% upright).")
 
 
 def formatted(rows: list[dict]):
@@ -77,7 +116,7 @@ def formatted(rows: list[dict]):
 
 
 def show_tables(results: dict, train_loss: float) -> None:
-    left, right = st.columns([2, 3], gap="large")
+    left, right = app_layout.row("train_tables", [320, 470], [2, 3], gap="large")
     with left:
         st.markdown("**Table 1 — upright train and test**")
         st.table(formatted(table1(train_loss, results[0])), hide_index=True)
@@ -93,12 +132,15 @@ def show_tables(results: dict, train_loss: float) -> None:
 def show_active_model(entry: app_shared.ModelEntry) -> None:
     st.header(f"The active model: {app_shared.display_label(entry)}")
     st.markdown(describe(entry))
+    note = classifier_note(entry)
+    if note:
+        st.caption(note)
     results = angle_results(entry)
     if results is None:
         st.info("The MNIST test set is needed to measure this model; see the sidebar for how to provide it.",
                 icon=":material/database:")
         return
-    columns = st.columns(len(CHECKPOINT_ANGLES))
+    columns = app_layout.row("train_accuracies", [165] * len(CHECKPOINT_ANGLES))
     for column, angle in zip(columns, CHECKPOINT_ANGLES):
         report = REPORT_BY_OUR_ANGLE.get(angle)
         said = (f"report ({report.report_angle}° cw): {100 * report.accuracy:.0f}%" if report
@@ -139,31 +181,68 @@ st.markdown("Choose the settings and press **Train**. The curves grow as it lear
             "model as trained so far. The model belongs to this browser session only.")
 
 
+def quick_demo_size(limits) -> int:
+    """The training-set size the form starts at: the quick demo's, or the largest this server allows below it."""
+    sizes = train_size_choices(limits)
+    return max((size for size in sizes if size <= QUICK_DEMO_IMAGES), default=sizes[0])
+
+
+def choose_lecture_preset(limits) -> None:
+    """Set the form to the lecture preset, and time a few of its steps on this server for the estimate."""
+    size = max(train_size_choices(limits))
+    config = preset_config("lecture", epochs=min(int(PRESETS["lecture"]["epochs"]), limits.max_epochs))
+    st.session_state.update(train_arch=config.arch, train_size=size, train_epochs=config.epochs,
+                            train_lr=config.learning_rate, train_schedule=config.schedule,
+                            train_batch=config.batch_size, train_augment=False)
+    # Timing needs only images of the right shape, not the 188 MB training set.
+    images, labels = torch.rand(8 * config.batch_size, 1, 28, 28), torch.randint(0, 10, (8 * config.batch_size,))
+    st.session_state[LECTURE_ESTIMATE] = (config, size, estimate_seconds(config, images, labels, size))
+
+
+def lecture_preset(limits) -> None:
+    """The button that sets the form to the lecture recipe, and what it will cost here."""
+    st.button("Lecture preset", icon=":material/school:", key="lecture_preset", on_click=choose_lecture_preset,
+              args=(limits,), help="LeNet-5 on the whole training set with the one-cycle recipe: 99% upright "
+                                   "in two epochs. Sets the form; press Train to start.")
+    chosen = st.session_state.get(LECTURE_ESTIMATE)
+    if chosen is not None:
+        config, size, seconds = chosen
+        st.caption(f"Lecture preset: {counted(size, 'image')} × {counted(config.epochs, 'epoch')}, one-cycle "
+                   f"to {config.learning_rate:g}. About **{seconds:,.0f} s** on this server now (a few steps "
+                   "timed just now); the progress bar then counts down.")
+
+
 def training_form(limits) -> tuple[TrainConfig, int] | None:
     architectures = app_shared.available_architectures()
+    captions = {"lenet5": "No symmetry built in: it knows only the upright digits it is shown.", "lenet5_c4": c4_note()}
+    # The form's first values live in session state, not in value=: the lecture preset
+    # sets them from a callback, and a widget may not have both.
+    for key, value in (("train_arch", architectures[0]), ("train_size", quick_demo_size(limits)), ("train_epochs", QUICK_DEMO_EPOCHS),
+                       ("train_lr", TrainConfig.learning_rate), ("train_schedule", TrainConfig.schedule),
+                       ("train_batch", TrainConfig.batch_size), ("train_augment", False)):
+        st.session_state.setdefault(key, value)
     with st.form("train_settings", border=True):
-        arch = st.radio("Network", architectures, format_func=lambda a: ARCH_NAMES.get(a, a),
-                        key="train_arch") if len(architectures) > 1 else architectures[0]
+        arch = st.radio("Network", architectures, format_func=lambda a: ARCH_NAMES.get(a, a), key="train_arch",
+                        captions=[captions.get(a, "") for a in architectures]) if len(architectures) > 1 \
+            else architectures[0]
         sizes = train_size_choices(limits)
-        size = st.select_slider("Training images", sizes, value=10_000 if 10_000 in sizes else sizes[0],
-                                format_func=lambda n: f"{n:,}", key="train_size",
+        size = st.select_slider("Training images", sizes, format_func=lambda n: f"{n:,}", key="train_size",
                                 help=f"The first N of MNIST's {MNIST_TRAIN_IMAGES:,} training images. Fewer is quicker.")
-        epochs = st.number_input("Epochs", min_value=1, max_value=limits.max_epochs, value=1, step=1,
-                                 key="train_epochs", help=f"At most {limits.max_epochs} here.")
-        lr = st.select_slider("Learning rate (Adam)", [0.0001, 0.0003, 0.001, 0.003, 0.01], value=0.001,
-                              key="train_lr")
-        batch = st.select_slider("Batch size", [16, 32, 64, 128, 256], value=TrainConfig.batch_size,
-                               key="train_batch")
+        epochs = st.number_input("Epochs", min_value=1, max_value=limits.max_epochs, step=1, key="train_epochs", help=f"At most {limits.max_epochs} here.")
+        lr = st.select_slider("Learning rate (Adam)", [0.0001, 0.0003, 0.001, 0.003, 0.01], key="train_lr", help="With one-cycle, the peak it warms up to.")
+        schedule = st.selectbox("Learning-rate schedule", SCHEDULES, format_func=SCHEDULE_NAMES.get,
+                                key="train_schedule")
+        batch = st.select_slider("Batch size", [16, 32, 64, 128, 256], key="train_batch")
         seed = st.number_input("Seed", min_value=0, max_value=2**31 - 1, value=0, step=1, key="train_seed",
                                help="Same seed and settings, same model.")
-        augment = st.toggle("Rotation augmentation", value=False, key="train_augment",
+        augment = st.toggle("Rotation augmentation", key="train_augment",
                             help="Turn every training image by a random angle, so the network sees digits at all angles.")
         submitted = st.form_submit_button("Train", type="primary", icon=":material/play_arrow:", key="train_button")
     if not submitted:
         return None
     try:
         config = TrainConfig(arch=arch, epochs=int(epochs), learning_rate=float(lr), batch_size=int(batch),
-                             seed=int(seed), augment="rotation" if augment else "none")
+                             seed=int(seed), augment="rotation" if augment else "none", schedule=schedule)
     except ValueError as error:
         st.error(str(error))
         return None
@@ -180,27 +259,44 @@ def run_training(config: TrainConfig, size: int, split, area) -> None:
         st.button("Stop", icon=":material/stop:", key="stop_training",
                   help="Stops training and keeps the model as trained so far.")
         bar = st.progress(0.0, text="Starting…")
-        loss_column, accuracy_column = st.columns(2)
+        loss_column, accuracy_column = app_layout.row("train_live_curves", [280, 280])
         loss_spot, accuracy_spot = loss_column.empty(), accuracy_column.empty()
+
+    drawn = [-math.inf]  # when the curves were last redrawn
 
     def on_progress(progress) -> None:
         run.history.append(progress)  # first, so an interruption in the lines below keeps it
+        held_out = ("" if progress.held_out_accuracy is None
+                    else f" · held-out {100 * progress.held_out_accuracy:.1f}%")
         bar.progress(min(progress.step / total_steps, 1.0),
                      text=f"Epoch {progress.epoch} of {config.epochs} · step {progress.step:,} of {total_steps:,} · "
-                          f"loss {progress.loss:.3f} · accuracy {100 * progress.accuracy:.1f}%")
-        loss_spot.altair_chart(charts.training_curve(run.history, "Loss", total_steps), width="stretch")
-        accuracy_spot.altair_chart(charts.training_curve(run.history, "Accuracy", total_steps), width="stretch")
+                          f"loss {progress.loss:.3f} · accuracy {100 * progress.accuracy:.1f}%{held_out} · "
+                          f"{progress.images_per_second():,.0f} images/s · {time_left(progress)}")
+        # Every report is a point on the curves, but redrawing them costs the training loop
+        # ~0.1 s: at most a few times a second, and always at the end.
+        if time.perf_counter() - drawn[0] >= REDRAW_EVERY_S or progress.step == total_steps:
+            loss_spot.altair_chart(charts.training_curve(run.history, "Loss", total_steps), width="stretch")
+            accuracy_spot.altair_chart(charts.training_curve(run.history, "Accuracy", total_steps), width="stretch")
+            drawn[0] = time.perf_counter()
 
     run.idle.clear()
     try:
-        train(images.images, images.labels, config, on_progress=on_progress, model=run.model, report_every=20,
-              should_stop=run.stop_requested.is_set)
+        train(images.images, images.labels, config, on_progress=on_progress, model=run.model,
+              report_every=report_interval(total_steps), should_stop=run.stop_requested.is_set,
+              held_out=None if test is None else (test.images[:HELD_OUT_IMAGES], test.labels[:HELD_OUT_IMAGES]))
     finally:
         run.idle.set()
     if run.stop_requested.is_set():
         return  # interrupted: the script run that asked takes the model (app_shared.finish_interrupted_training)
     app_shared.finish_training(run, "finished")
     st.rerun()  # draw everything (the sidebar too) with the new model active
+
+
+def time_left(progress) -> str:
+    seconds = progress.seconds_left()
+    if progress.step >= progress.total_steps:
+        return "done"
+    return "time left: estimating…" if seconds != seconds else f"about {seconds:,.0f} s left"
 
 
 def show_last_run(run: app_shared.TrainingRun) -> None:
@@ -214,21 +310,45 @@ def show_last_run(run: app_shared.TrainingRun) -> None:
         st.warning(f"Stopped at step {run.steps_done:,} of {run.total_steps:,}: the model as trained so far "
                    f"is kept as **{entry.label}**.", icon=":material/stop_circle:")
     else:
-        st.success(f"Trained in {run.seconds:.0f} s: **{entry.label}**. It is now the active model "
-                   "(its Tables 1 and 2 are at the top of this page).", icon=":material/check_circle:")
+        st.success(f"Trained in {run.seconds:.1f} s ({counted(run.steps_done, 'step')}); "
+                   f"{waited_for(run):.1f} s from your click to these results, measuring it on the test set "
+                   f"included: **{entry.label}**. It is now the active model: its Tables 1 and 2 and its download "
+                   "are at the top of this page.", icon=":material/check_circle:")
     if test is not None:
         upright = app_shared.results_at(entry, test, [0])[0]
         st.metric("Final test accuracy (upright)", f"{100 * upright.accuracy:.2f}%",
                   delta=f"report: {100 * REPORT_BY_OUR_ANGLE[360].accuracy:.0f}%", delta_color="off",
                   delta_arrow="off", border=True)
-    loss_column, accuracy_column = st.columns(2)
+    loss_column, accuracy_column = app_layout.row("train_curves", [280, 280])
     loss_column.altair_chart(charts.training_curve(run.history, "Loss", run.total_steps), width="stretch")
     loss_column.caption("Training loss (cross-entropy, running mean over the epoch): it should fall fast, then level off.")
     accuracy_column.altair_chart(charts.training_curve(run.history, "Accuracy", run.total_steps), width="stretch")
-    accuracy_column.caption("Training accuracy on the upright training digits: this is all the network ever sees.")
-    st.download_button("Download the trained model (.pt)", data=state_dict_bytes(entry.model),
-                       file_name=f"rotinv_{entry.fingerprint}.pt", mime="application/octet-stream",
-                       icon=":material/download:", on_click="ignore", key="download_last_run")
+    accuracy_column.caption("Training accuracy on the upright training digits, all the network ever sees; dashed, "
+                            f"its accuracy on {counted(HELD_OUT_IMAGES, 'upright test image')} it never trains on.")
+
+
+def quick_demo_note(limits) -> str:
+    """What the form's first settings do, counted from them."""
+    size, batch = quick_demo_size(limits), TrainConfig.batch_size
+    steps = math.ceil(size / batch) * QUICK_DEMO_EPOCHS
+    text = (f"No model trained in this session yet. The settings start as a quick demo: "
+            f"{counted(size, 'image')} for {counted(QUICK_DEMO_EPOCHS, 'epoch')}, "
+            f"{counted(steps, 'step')} of {batch}, and its curves climb far above chance (10%).")
+    shipped = next((e for e in app_shared.shipped_models() if e.key == "shipped:lenet5"), None)
+    training, data = ((shipped.metadata.get(part) or {}) for part in ("training", "data")) if shipped else ({}, {})
+    if training.get("epochs") and data.get("train_images"):
+        text += (f" The shipped LeNet-5 was trained on {counted(int(data['train_images']), 'image')} for "
+                 f"{counted(int(training['epochs']), 'epoch')}.")
+    return text
+
+
+def waited_for(run: app_shared.TrainingRun) -> float:
+    """Seconds from the click on Train to this run's results, taken the first time they are shown."""
+    waited = st.session_state.get(WAITED)
+    if waited is None or waited[0] != run.model_key:
+        waited = (run.model_key, time.perf_counter() - st.session_state.get(CLICKED, SCRIPT_STARTED))
+        st.session_state[WAITED] = waited
+    return waited[1]
 
 
 try:
@@ -244,8 +364,9 @@ data_problem = app_shared.data_problem()
 if limits is not None and data_problem:
     st.error(f"Training needs the MNIST training images. {data_problem}", icon=":material/database:")
 elif limits is not None:
-    settings_column, result_column = st.columns([1, 2], gap="large")
+    settings_column, result_column = app_layout.row("train_run", [300, 420], [1, 2], gap="large")
     with settings_column:
+        lecture_preset(limits)
         request = training_form(limits)
     train_split = app_shared.mnist_split(train=True) if request is not None else None
     if request is not None and train_split is None:
@@ -253,6 +374,7 @@ elif limits is not None:
             st.error("The MNIST training images could not be loaded. Check the data root named in the sidebar.",
                      icon=":material/database:")
     elif request is not None:
+        st.session_state[CLICKED] = SCRIPT_STARTED
         run_training(*request, train_split, result_column)
     else:
         last_run = st.session_state.get(app_shared.TRAINING_RUN)
@@ -260,9 +382,7 @@ elif limits is not None:
             if isinstance(last_run, app_shared.TrainingRun):
                 show_last_run(last_run)
             else:
-                st.info("No model trained in this session yet. For a quick demo train on the smallest set for "
-                        "one epoch (seconds); the shipped model was trained on all the images for several epochs.",
-                        icon=":material/model_training:")
+                st.info(quick_demo_note(limits), icon=":material/model_training:")
 
 st.divider()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+import app_layout
 import app_shared
 from rotinv import charts
 from rotinv.evaluation import RotationPooled, angle_range, predict_logits
@@ -31,19 +32,21 @@ if test is None:
 
 by_key = {entry.key: entry for entry in models}
 active = app_shared.active_model()
-model_column, range_column, how_column = st.columns([3, 3, 2], gap="medium")
-with model_column:
-    chosen_keys = st.multiselect("Models", list(by_key), default=[active.key], key="sweep_models",
-                                 format_func=lambda key: app_shared.display_label(by_key[key]),
-                                 help="Compare several models on the same chart.")
+# The models get a line of their own, so every chosen model's name stays whole.
+chosen_keys = st.multiselect("Models", list(by_key), default=[active.key], key="sweep_models", wrap=True,
+                             format_func=lambda key: app_shared.display_label(by_key[key]),
+                             help="Compare several models on the same chart.")
+range_column, interpolation_column, how_column = app_layout.row("sweep_settings", [380, 200, 280], [3, 2, 3],
+                                                                gap="medium")
 with range_column:
-    start_column, stop_column, step_column = st.columns(3)
+    start_column, stop_column, step_column = app_layout.row("sweep_range", [115, 115, 115])
     start = start_column.number_input("From (°)", min_value=-360, max_value=720, value=0, step=15, key="sweep_start")
     stop = stop_column.number_input("To (°)", min_value=-360, max_value=720, value=360, step=15, key="sweep_stop")
     step = step_column.number_input("Every (°)", min_value=1, max_value=360, value=15, step=1, key="sweep_step")
-with how_column:
+with interpolation_column:
     interpolation = st.radio("Interpolation", list(INTERPOLATIONS)[::-1], horizontal=True, key="sweep_interp",
                              help="How pixels are filled in when turning by angles that are not multiples of 90°.")
+with how_column:
     tta = st.selectbox("Test-time rotation pooling", TTA_CHOICES, key="sweep_tta",
                        format_func=lambda n: "off" if n == 1 else f"average over {n} turned copies",
                        help="Show the model N copies of each digit turned 360/N degrees apart and average its answers.")
@@ -115,26 +118,29 @@ st.caption(
     "Each point is the whole test set turned by that angle (counter-clockwise); a rotation-invariant model "
     "draws a flat line. " + "; ".join(summaries) + ". The dashed line is guessing (10%). "
     "The black diamonds are the report's numbers; it turned clockwise, so its 90° is drawn at our 270° "
-    "and its 270° at our 90°."
+    "and its 270° at our 90°, and its upright number at 0° as well as 360°, the same turn."
     + (f" With test-time pooling, each answer is averaged over {tta} turned copies." if tta > 1 else "")
     + (f" {from_records} of the {total} points were measured earlier and stored with the shipped checkpoints "
        "(`python -m rotinv record`, checked again by the test suite); switch on *Measure live* to measure "
        "them now." if from_records else "")
 )
 
-loss_column, table_column = st.columns([1, 1], gap="large")
-with loss_column:
-    st.altair_chart(charts.loss_chart(frame), width="stretch")
-    st.caption("Test loss (mean cross-entropy), colours as above: where accuracy falls the loss climbs far "
-               "above its upright value — the model is not just wrong, it is confidently wrong.")
-with table_column:
-    st.dataframe(frame, hide_index=True, height=360, key="sweep_table", column_config={
-        "Model": st.column_config.TextColumn(width="medium"),
-        "Angle (°)": st.column_config.NumberColumn(format="%g°"),
-        "Accuracy": st.column_config.NumberColumn(format="percent"),
-        "Loss": st.column_config.NumberColumn(format="%.4f"),
-    })
-    st.caption(f"The numbers behind the charts: accuracy and loss on all {len(test):,} test digits at each angle.")
+st.altair_chart(charts.loss_chart(frame), width="stretch")
+st.caption("Test loss (mean cross-entropy), colours as above: where accuracy falls the loss climbs far "
+           "above its upright value — the model is not just wrong, it is confidently wrong.")
+
+st.subheader("The numbers")
+for metric, tab in zip(("Accuracy", "Loss"), st.tabs(["Accuracy", "Loss"], key="sweep_numbers")):
+    with tab:
+        table = charts.sweep_table(frame, metric)
+        number = "percent" if metric == "Accuracy" else "%.4f"
+        st.dataframe(table, hide_index=True, height=360, key=f"sweep_table_{metric.lower()}", column_config={
+            column: st.column_config.NumberColumn(format="%g°" if column == "Angle (°)" else number)
+            for column in table.columns
+        })
+st.caption(f"The numbers behind the charts: {'each model' if len(chosen) > 1 else 'the model'}'s accuracy and "
+           f"loss on all {len(test):,} test digits, one row per angle" + (", one column per model." if len(chosen) > 1
+                                                                          else "."))
 
 # --- per digit -----------------------------------------------------------------------------------
 
@@ -159,19 +165,21 @@ st.caption("One row per true digit, one column per angle; bright is right, dark 
            + survivors)
 
 st.subheader("6 and 9: a turned 6 *is* a 9")
-six_nine_column, numbers_column = st.columns([3, 1], gap="large")
+six_nine_column, numbers_column = app_layout.row("sweep_six_nine", [400, 220], [3, 1], gap="large")
 with six_nine_column:
     st.altair_chart(charts.highlight_digits_chart(per_class, (6, 9)), width="stretch")
     st.caption("Accuracy on the 6s (red) and the 9s (blue) against angle; the other digits in grey. "
                "At 180° a 6 looks like a 9, so a model that ignored rotation could not tell them apart.")
 with numbers_column:
     if half_turn is not None:
-        st.metric(f"6s read correctly at {half_turn.angle:g}°", f"{100 * half_turn.per_class_accuracy[6]:.1f}%",
-                  border=True)
-        st.metric(f"6s read as 9 at {half_turn.angle:g}°",
-                  f"{100 * half_turn.confusion[6][9] / max(sum(half_turn.confusion[6]), 1):.1f}%", border=True)
-        st.metric(f"9s read as 6 at {half_turn.angle:g}°",
-                  f"{100 * half_turn.confusion[9][6] / max(sum(half_turn.confusion[9]), 1):.1f}%", border=True)
+        # One under the other beside the chart; side by side when the page is narrow and they sit below it.
+        correct, six_as_nine, nine_as_six = app_layout.row("sweep_six_nine_numbers", [190, 190, 190])
+        correct.metric(f"6s read correctly at {half_turn.angle:g}°",
+                       f"{100 * half_turn.per_class_accuracy[6]:.1f}%", border=True)
+        six_as_nine.metric(f"6s read as 9 at {half_turn.angle:g}°",
+                           f"{100 * half_turn.confusion[6][9] / max(sum(half_turn.confusion[6]), 1):.1f}%", border=True)
+        nine_as_six.metric(f"9s read as 6 at {half_turn.angle:g}°",
+                           f"{100 * half_turn.confusion[9][6] / max(sum(half_turn.confusion[9]), 1):.1f}%", border=True)
     else:
         st.info("Include 180° in the sweep to see how many 6s are read as 9s.")
 
@@ -182,7 +190,7 @@ default_angle = next((a for a in angles if a % 360 == 180), angles[len(angles) /
 close_angle = st.select_slider("Angle", angles, value=default_angle, format_func=lambda a: f"{a:g}°",
                                key="sweep_close_angle", help="Any of the angles swept above.")
 close = next(r for r in detail_results if r.angle == close_angle)
-matrix_column, gallery_column = st.columns([3, 2], gap="large")
+matrix_column, gallery_column = app_layout.row("sweep_close_up", [400, 320], [3, 2], gap="large")
 with matrix_column:
     st.altair_chart(charts.confusion_chart(charts.confusion_frame(close)), width="stretch")
     row6, row9 = close.confusion[6], close.confusion[9]
@@ -198,8 +206,6 @@ with gallery_column:
     pictures = charts.digit_pictures(turned, scale=3)
     captions = [f"{'✓' if p == int(t) else '✗'} true {int(t)}, said {p}" for t, p in zip(test.labels[indices], predicted)]
     st.markdown(f"**The first test digit of each class, turned {close_angle:g}°**")
-    for row_start in range(0, len(pictures), 5):
-        for column, picture, caption in zip(st.columns(5), pictures[row_start:row_start + 5],
-                                            captions[row_start:row_start + 5]):
-            column.image(picture, caption=caption, width="stretch")
+    for column, picture, caption in zip(app_layout.row("sweep_gallery", [100] * len(pictures)), pictures, captions):
+        column.image(picture, caption=caption, width="stretch")
     st.caption("What the model was shown, and what it answered. Try 90°: many digits become other digits' shapes.")

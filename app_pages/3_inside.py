@@ -9,6 +9,7 @@ import pandas as pd
 import streamlit as st
 import torch
 
+import app_layout
 import app_shared
 from rotinv import introspection as insp
 from rotinv import lens
@@ -18,6 +19,7 @@ from rotinv.rotation import rotate_tensor
 SOURCE, ANGLE, INDEX, TURN_BACK = "inside_source", "inside_angle", "inside_index", "inside_turn_back"
 TEST_IMAGE, DRAWING = "Test image", "Draw a digit"
 QUICK_ANGLES = (0, 90, 180, 270)
+CANVAS_SIZE = 280  # pixels, square
 SCROLL_HEIGHT = 560  # pixels; taller pictures scroll inside a box of this height
 
 LENS_MODELS, LENS_LAYER = "lens_models", "lens_layer"
@@ -109,12 +111,15 @@ def set_angle(degrees: int) -> None:
     st.session_state[ANGLE] = degrees
 
 
-controls, seen, odds = st.columns([1, 1.45, 1.2], gap="medium")
+# The four numbered sections in one row that wraps: side by side on a wide screen (the
+# prediction next to the canvas), one under the other on a narrow one, in their order.
+# Section 1 is never narrower than the 280 px canvas.
+choose, turn, seen, odds = app_layout.row("inside_sections", [CANVAS_SIZE + 10, 200, 360, 300], [1, 0.7, 1.3, 1.2])
 
-# 1 and 2: the digit and the rotation ---------------------------------------------------------------------------
+# 1. The digit ---------------------------------------------------------------------------------------------------
 image: torch.Tensor | None = None
 label_text = ""
-with controls:
+with choose:
     st.subheader("1 · Choose a digit")
     source = st.radio("Input", [TEST_IMAGE, DRAWING], horizontal=True, key=SOURCE, label_visibility="collapsed")
     if source == TEST_IMAGE:
@@ -128,18 +133,22 @@ with controls:
 
             st.number_input(f"Test image (0–{len(split) - 1})", min_value=0, max_value=len(split) - 1, step=1,
                             key=INDEX)
-            four, any_digit = st.columns(2)
-            four.button("Random 4", on_click=random_test_digit, args=(4,), width="stretch",
-                        help="A random test digit labelled 4, as in the report.")
-            any_digit.button("Random digit", on_click=random_test_digit, args=(None,), width="stretch")
+            with st.container(horizontal=True, gap="small"):
+                st.button("Random 4", on_click=random_test_digit, args=(4,), width="stretch",
+                          help="A random test digit labelled 4, as in the report.")
+                st.button("Random digit", on_click=random_test_digit, args=(None,), width="stretch")
             index = min(int(st.session_state[INDEX]), len(split) - 1)
             image = split.images[index]
             label_text = f"Test image {index}, labelled **{int(split.labels[index])}**."
     else:
         from streamlit_drawable_canvas import st_canvas  # only importable inside a running app
 
+        # The canvas's toolbar (undo, reset, ...) appears on hover in the 2.65rem (42 px) above the
+        # canvas: keep that free, so it never covers the radio buttons.
+        st.space(30)  # + the 1rem gap between elements: 46 px
         result = st_canvas(stroke_width=20, stroke_color="#FFFFFF", background_color="#000000",
-                           width=280, height=280, drawing_mode="freedraw", return_image_data=True, key="canvas")
+                           width=CANVAS_SIZE, height=CANVAS_SIZE, drawing_mode="freedraw", return_image_data=True,
+                           key="canvas")
         st.caption("Draw one digit, large, white on black. To start over, click the trash-can (reset) button "
                    "of the canvas toolbar. The drawing is cropped, scaled to 20 px and centred by its centre "
                    "of mass in 28×28, as MNIST was made.")
@@ -153,6 +162,8 @@ with controls:
             except EmptyDrawingError as error:
                 st.info(f"{error} Draw a digit on the black canvas to see what the network makes of it.")
 
+# 2. The rotation ------------------------------------------------------------------------------------------------
+with turn:
     st.subheader("2 · Turn it")
     st.slider("Rotation (degrees, counter-clockwise)", min_value=0, max_value=360, step=1, key=ANGLE)
     with st.container(horizontal=True, gap="small"):
@@ -173,21 +184,26 @@ with seen:
         views = look(fingerprint, insp.image_digest(image), degrees,
                      bool(st.session_state.get(TURN_BACK, False)), model, image)
         st.markdown(f"{label_text} Model: **{entry.label}**.")
-        upright_col, rotated_col = st.columns(2)
-        with upright_col:
-            st.metric("Prediction (upright)", str(views["upright"]["predicted"]),
-                      help=f"Confidence {views['upright']['probabilities'].max():.1%}")
-            st.image(views["upright"]["input_png"], width=180, alt="Model input, upright")
-            st.caption("What the model sees: the 28×28 input, upright.")
-        with rotated_col:
-            st.metric(f"Prediction (rotated {degrees}°)", str(views["rotated"]["predicted"]),
-                      help=f"Confidence {views['rotated']['probabilities'].max():.1%}")
-            st.image(views["rotated"]["input_png"], width=180, alt=f"Rotated input, {degrees} degrees")
-            st.caption(f"Rotated input: the same 28×28 turned {degrees}° counter-clockwise.")
+        upright_col, rotated_col = app_layout.row("inside_inputs", [150, 150])
+        for column, name, title, alt_text, caption in (
+                (upright_col, "upright", "Prediction (upright)", "Model input, upright",
+                 "What the model sees: the 28×28 input, upright."),
+                (rotated_col, "rotated", f"Prediction (rotated {degrees}°)", f"Rotated input, {degrees} degrees",
+                 f"Rotated input: the same 28×28 turned {degrees}° counter-clockwise.")):
+            with column:
+                # The confidence as the metric's delta, not a tooltip: readable on a projector,
+                # and the label keeps its width for the words.
+                st.metric(title, str(views[name]["predicted"]),
+                          delta=f"{views[name]['probabilities'].max():.1%} sure", delta_color="off",
+                          delta_arrow="off")
+                st.image(views[name]["input_png"], width=180, alt=alt_text)
+                st.caption(caption)
 
-if views is not None:
-    with odds:
-        st.subheader("4 · What it says")
+with odds:
+    st.subheader("4 · What it says")
+    if views is None:
+        st.info("The probabilities of each digit appear here once there is a digit.")
+    else:
         which = ["upright", f"rotated {degrees}°"]
         table = pd.DataFrame({
             "digit": np.tile(np.arange(10), 2),
@@ -207,16 +223,16 @@ if views is not None:
                 tooltip=["input", "digit", alt.Tooltip("probability:Q", format=".1%")],
             )
         )
-        st.altair_chart(chart, width="stretch", height=380)
+        st.altair_chart(chart, width="stretch", height=340)
         st.caption("Probability of each digit, upright (blue) and rotated (orange); the tallest bar is the "
                    "prediction. Turn the input and watch whether the orange bars stay on the same digit.")
 
 # 5. Layer by layer -----------------------------------------------------------------------------------------------
 st.header("5 · Layer by layer: kernels and feature maps")
 st.markdown(
-    "Each tab is one convolution stage. Left: its **kernels**, each stretched to its own grey range "
-    "(light = positive weights, dark = negative). Right: its **feature maps after the ReLU**, for the "
-    "upright and the rotated input. A translation moves a feature map along with the digit; a "
+    "Each tab is one convolution stage: its **feature maps after the ReLU**, for the upright and the "
+    "rotated input, then its **kernels**, each stretched to its own grey range (light = positive weights, "
+    "dark = negative). A translation moves a feature map along with the digit; a "
     "rotation does not simply turn it, because the kernels themselves are not turned."
 )
 if views is not None:
@@ -245,7 +261,7 @@ for position, (layer, tab) in enumerate(zip(layers, st.tabs(list(layers)))):
             upright_maps = views["upright"]["maps"][layer]
             rotated_maps = views["rotated"]["maps"][layer]
             shape = upright_maps["shape"]
-            upright_col, rotated_col = st.columns(2)
+            upright_col, rotated_col = app_layout.row(f"inside_maps_{layer}", [300, 300], gap="medium")
             with upright_col:
                 st.markdown(f"**{layer} feature maps, upright**")
                 st.image(upright_maps["png"], alt=f"{layer} feature maps, upright")
@@ -255,10 +271,10 @@ for position, (layer, tab) in enumerate(zip(layers, st.tabs(list(layers)))):
                 st.image(rotated_maps["png"], alt=f"{layer} feature maps, rotated")
             st.caption(f"{shape[0]} feature maps ({insp.describe_shape(torch.empty(shape))}) for each input, "
                        "after the ReLU, each stretched to its own range (black = no response). Compare the same "
-                       "tile left and right: in a rotation-invariant network the rotated maps would be the "
+                       "tile in the two: in a rotation-invariant network the rotated maps would be the "
                        "upright ones, turned (tick the box above to turn them back and compare directly).")
 
-        kernels_col, close_col = st.columns(2)
+        kernels_col, close_col = app_layout.row(f"inside_kernels_{layer}", [300, 300], gap="medium")
         with kernels_col:
             st.markdown(f"**{layer} kernels**")
             if pic["height"] > SCROLL_HEIGHT:
@@ -288,7 +304,7 @@ for position, (layer, tab) in enumerate(zip(layers, st.tabs(list(layers)))):
                 st.caption(f"The {in_channels} kernels that make {layer}'s feature map {channel}, one for each "
                            "input map from the layer before; their responses are summed, then the ReLU is applied.")
                 if views is not None:
-                    close_up, close_rotated = st.columns(2)
+                    close_up, close_rotated = app_layout.row(f"inside_close_{layer}", [120, 120])
                     for column, name in ((close_up, "upright"), (close_rotated, "rotated")):
                         one_map = views[name]["maps"][layer]["raw"][channel]
                         size = one_map.shape[-1]
@@ -334,7 +350,7 @@ else:
     table = pd.concat([lens_errors(candidate.fingerprint or f"id{id(candidate.model)}", digest, degrees,
                                    labels[candidate.key], candidate.model, image) for candidate in compared],
                       ignore_index=True)
-    chart_col, numbers_col = st.columns([1, 1.1], gap="medium")
+    chart_col, numbers_col = app_layout.row("inside_lens", [360, 380], [1, 1.1], gap="medium")
     with chart_col:
         st.altair_chart(lens.error_chart(table), width="stretch", height=380)
     with numbers_col:
@@ -347,9 +363,10 @@ else:
         st.caption(lens.summary(table, degrees))
 
     st.subheader("Rotate then convolve, or convolve then rotate?")
-    st.markdown(f"One channel of the active model, **{entry.label}**: left, the digit turned first and then "
-                "passed through the network up to the stage; middle, the upright digit's map turned afterwards.")
-    picker_layer, picker_channel = st.columns(2)
+    st.markdown(f"One channel of the active model, **{entry.label}**: first, the digit turned and then "
+                "passed through the network up to the stage; second, the upright digit's map turned afterwards; "
+                "third, how far apart they are.")
+    picker_layer, picker_channel = app_layout.row("inside_lens_pickers", [220, 260])
     layer = picker_layer.selectbox("Conv stage", list(layers), key=LENS_LAYER)
     channels = lens.channel_count(model, layer)
     orientations = lens.orientations(model)
@@ -358,12 +375,12 @@ else:
         format_func=lambda number: f"{number}: {lens.channel_name(model, number)}",
         help="For the C4 model channel c·4 + r is channel c at orientation r·90°." if orientations > 1 else None)
     shown = lens_maps(fingerprint, digest, degrees, layer, int(channel), model, image)
-    first_col, after_col, gap_col = st.columns(3)
+    first_col, after_col, gap_col = app_layout.row("inside_lens_maps", [180, 180, 180])
     first_col.image(shown["rotate_then_convolve"], caption=f"Rotate then convolve: f(rot {degrees}° x)")
     cycled = ", orientations cycled" if orientations > 1 else ""
     after_col.image(shown["convolve_then_rotate"], caption=f"Convolve then rotate: rot {degrees}° f(x){cycled}")
-    gap_col.image(shown["difference"], caption="Difference |left − middle|")
+    gap_col.image(shown["difference"], caption="Difference |first − second|")
     height, width = shown["shape"]
     st.caption(f"{layer}, {shown['channel']} ({height}×{width}), after the ReLU, all three on one grey scale "
                f"(black = 0). This channel's relative error at {degrees}°: {shown['error']:.4f}. Where the stage is "
-               "equivariant the left and middle maps are the same picture and the difference is black.")
+               "equivariant the first two maps are the same picture and the difference is black.")

@@ -46,7 +46,10 @@ def shoot(url: str) -> None:
             page.get_by_role("option", name=other).click()
             settle(page)
         page.keyboard.press("Escape")
+        page.get_by_role("heading", name="Rotation sweep").click()  # out of the models' menu
+        settle(page)
         heading.evaluate("element => element.scrollIntoView()")
+        page.mouse.move(5, 5)  # off the chart, so its toolbar stays hidden
         page.wait_for_timeout(500)
         page.screenshot(path=str(ROOT / "docs" / "sweep.png"))
 

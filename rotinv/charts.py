@@ -1,7 +1,9 @@
-"""Tables and Altair charts for the app: pure functions from results to frames to charts.
+"""Tables and Altair charts for the app: pure functions from results to frames to charts,
+and the few counts the pages put into words.
 
 Nothing here trains or evaluates; the functions only reshape what rotinv.training and
-rotinv.evaluation produced, so they are cheap and easy to test. Every chart is set up
+rotinv.evaluation produced (or read a model's layer sizes), so they are cheap and easy
+to test. Every chart is set up
 to be read from the back of a lecture hall: axis labels 15 px, titles 16 px and up.
 """
 
@@ -66,19 +68,25 @@ def _angle_scale(angles: Iterable[float]) -> alt.Scale:
 
 
 def history_frame(history: Sequence[Progress]) -> pd.DataFrame:
-    """One row per progress report: step, epoch, loss, accuracy, images seen."""
+    """One row per progress report: step, epoch, loss, accuracy, images seen, held-out accuracy (or NaN)."""
     return pd.DataFrame(
         [{"Step": p.step, "Epoch": p.epoch, "Loss": p.loss, "Accuracy": p.accuracy,
-          "Images seen": p.images_seen} for p in history],
-        columns=["Step", "Epoch", "Loss", "Accuracy", "Images seen"],
+          "Images seen": p.images_seen,
+          HELD_OUT: float("nan") if p.held_out_accuracy is None else p.held_out_accuracy} for p in history],
+        columns=["Step", "Epoch", "Loss", "Accuracy", "Images seen", HELD_OUT],
     )
+
+
+HELD_OUT = "Held-out accuracy"
 
 
 def training_curve(history: Sequence[Progress], metric: str, total_steps: int | None = None) -> alt.Chart:
     """Training loss or accuracy (running mean over the epoch) against the optimiser step.
 
     With total_steps, the x axis spans the whole run from the start, so the line grows
-    into a fixed frame instead of the axis rescaling on every update.
+    into a fixed frame instead of the axis rescaling on every update. The accuracy chart
+    also draws the upright accuracy on held-out test images where the run measured it:
+    the number the lecture is waiting for, free of the running mean's lag.
     """
     if metric not in ("Loss", "Accuracy"):
         raise ValueError(f"metric must be 'Loss' or 'Accuracy', got {metric!r}.")
@@ -93,7 +101,7 @@ def training_curve(history: Sequence[Progress], metric: str, total_steps: int | 
         color = "#d62728"
     chart = (
         alt.Chart(frame)
-        .mark_line(point=alt.OverlayMarkDef(size=40), strokeWidth=3, color=color)
+        .mark_line(point=alt.OverlayMarkDef(size=40, color=color), strokeWidth=3, color=color)
         .encode(
             x=alt.X("Step:Q", title="Optimiser step", scale=x_scale),
             y=y,
@@ -102,7 +110,26 @@ def training_curve(history: Sequence[Progress], metric: str, total_steps: int | 
         )
         .properties(height=300)
     )
+    held_out = frame.dropna(subset=[HELD_OUT])
+    if metric == "Accuracy" and len(held_out):
+        held_out = held_out.assign(Series="held-out test images, upright")
+        dashed = (
+            alt.Chart(held_out)
+            .mark_line(point=alt.OverlayMarkDef(size=40, color=HELD_OUT_COLOR), strokeWidth=3,
+                       strokeDash=[6, 3], color=HELD_OUT_COLOR)
+            .encode(x="Step:Q", y=alt.Y(f"{HELD_OUT}:Q"),
+                    tooltip=["Step:Q", alt.Tooltip(f"{HELD_OUT}:Q", format=".2%")])
+        )
+        labels = (  # the held-out line's last value, where the eye ends up
+            alt.Chart(held_out.tail(1))
+            .mark_text(align="right", dx=-8, dy=-14, fontSize=LABEL_SIZE, color=HELD_OUT_COLOR)
+            .encode(x="Step:Q", y=f"{HELD_OUT}:Q", text=alt.Text(f"{HELD_OUT}:Q", format=".1%"))
+        )
+        chart = alt.layer(chart, dashed, labels).properties(height=300)
     return _readable(chart)
+
+
+HELD_OUT_COLOR = "#1f77b4"
 
 
 # --- sweeps --------------------------------------------------------------------------------
@@ -112,7 +139,7 @@ def _model_color(frame: pd.DataFrame, legend: bool = True) -> alt.Color:
     """One clearly different colour per model, in the order they were chosen."""
     models = list(dict.fromkeys(frame["Model"]))
     return alt.Color("Model:N", title="Model", sort=models, scale=alt.Scale(domain=models, range=MODEL_COLORS),
-                     legend=alt.Legend() if legend else None)
+                     legend=alt.Legend(columns=1) if legend else None)  # one per line: none cut off when narrow
 
 
 def sweep_frame(results: Mapping[str, Sequence[AngleResult]]) -> pd.DataFrame:
@@ -124,13 +151,35 @@ def sweep_frame(results: Mapping[str, Sequence[AngleResult]]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["Model", "Angle (°)", "Accuracy", "Loss"])
 
 
+def sweep_table(frame: pd.DataFrame, metric: str = "Accuracy") -> pd.DataFrame:
+    """One of sweep_frame's metrics ("Accuracy" or "Loss") as one row per angle and a
+    column per model, named by the model (by the metric when there is only one model)."""
+    if metric not in ("Accuracy", "Loss"):
+        raise ValueError(f"metric must be 'Accuracy' or 'Loss', got {metric!r}.")
+    models = list(dict.fromkeys(frame["Model"]))
+    table = pd.DataFrame({"Angle (°)": list(dict.fromkeys(frame["Angle (°)"]))})
+    for model in models:
+        by_angle = frame[frame["Model"] == model].set_index("Angle (°)")[metric]
+        table[model if len(models) > 1 else metric] = [by_angle.get(angle) for angle in table["Angle (°)"]]
+    return table
+
+
 def report_points(report: Mapping[float, float], angles: Sequence[float]) -> pd.DataFrame:
-    """The report's accuracies that fall inside the swept range, with their labels."""
+    """The report's accuracies at every angle of the swept range where they apply, with their labels.
+
+    A rotation a full turn away is the same rotation, so the report's 360° (upright) is
+    drawn at 0° too, its 90° at 450°, and so on.
+    """
     if not angles:
         return pd.DataFrame(columns=["Angle (°)", "Accuracy", "Label"])
     low, high = min(angles), max(angles)
-    rows = [{"Angle (°)": float(angle), "Accuracy": accuracy, "Label": f"report: {100 * accuracy:.0f}%"}
-            for angle, accuracy in sorted(report.items()) if low <= angle <= high]
+    at = {}
+    for angle, accuracy in report.items():
+        for turn in range(math.floor((low - angle) / 360), math.ceil((high - angle) / 360) + 1):
+            if low <= angle + 360 * turn <= high:
+                at[float(angle + 360 * turn)] = accuracy
+    rows = [{"Angle (°)": angle, "Accuracy": accuracy, "Label": f"report: {100 * accuracy:.0f}%"}
+            for angle, accuracy in sorted(at.items())]
     return pd.DataFrame(rows, columns=["Angle (°)", "Accuracy", "Label"])
 
 
@@ -164,14 +213,24 @@ def accuracy_chart(frame: pd.DataFrame, report: Mapping[float, float] | None = N
     if len(points):
         marks = alt.Chart(points).encode(x="Angle (°):Q", y="Accuracy:Q",
                                         tooltip=["Label:N", alt.Tooltip("Angle (°):Q", format="g")])
-        layers.append(marks.mark_point(shape="diamond", size=260, filled=True, opacity=1, color=REPORT_COLOR))
-        # Labels above high points and below low ones, clear of a collapsing curve.
-        for high, dy in ((True, -20), (False, 24)):
-            layers.append(
-                alt.Chart(points[(points["Accuracy"] >= 0.5) == high])
-                .mark_text(dy=dy, fontSize=TEXT_SIZE, fontWeight="bold", color=REPORT_COLOR)
-                .encode(x="Angle (°):Q", y="Accuracy:Q", text="Label:N")
-            )
+        # Hollow, so the model's own point under a diamond stays visible.
+        layers.append(marks.mark_point(shape="diamond", size=300, filled=False, strokeWidth=3, opacity=1,
+                                       color=REPORT_COLOR))
+        # Labels above high points and below low ones, clear of a collapsing curve; at
+        # the ends of the range they lean inwards, so they stay inside the chart.
+        low, high = min(angles), max(angles)
+        align = points["Angle (°)"].map(lambda a: "left" if a == low < high else "right" if a == high > low
+                                        else "center")
+        for above, dy in ((True, -22), (False, 26)):
+            for side, dx in (("left", -8), ("center", 0), ("right", 8)):
+                part = points[(align == side) & ((points["Accuracy"] >= 0.5) == above)]
+                if len(part):
+                    layers.append(
+                        alt.Chart(part)
+                        .mark_text(dy=dy, dx=dx, align=side, fontSize=TEXT_SIZE, fontWeight="bold",
+                                   color=REPORT_COLOR)
+                        .encode(x="Angle (°):Q", y="Accuracy:Q", text="Label:N")
+                    )
     return _readable(alt.layer(*layers).properties(height=420))
 
 

@@ -25,9 +25,10 @@ from rotinv.architectures import ARCHITECTURES
 from rotinv.models import MNIST_MEAN, MNIST_STD, count_parameters
 from rotinv.records import (DEFAULT_ANGLES, LOSS_RELATIVE_TOLERANCE, MOVED_PREDICTIONS_TOLERANCE, check, cpu_kernels,
                             record)
-from rotinv.report import CHECKPOINT_ANGLES, format_table, table1, table2
+from rotinv.report import CHECKPOINT_ANGLES, counted, format_table, table1, table2
 from rotinv.rotation import INTERPOLATIONS
-from rotinv.training import AUGMENTATIONS, TrainConfig, train
+from rotinv.training import (AUGMENTATIONS, PRESETS, SCHEDULES, TrainConfig, estimate_seconds, preset_config,
+                             train)
 
 
 def _angles(text: str) -> list[float]:
@@ -58,6 +59,26 @@ def _positive_float(text: str) -> float:
     if not (value > 0 and value < float("inf")):
         raise argparse.ArgumentTypeError(f"must be a number greater than 0, got {text}")
     return value
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 0 and below 1, got {text}")
+    return value
+
+
+def _preset_text(name: str) -> str:
+    return ", ".join(f"{key.replace('_', ' ')} {value:g}" if isinstance(value, float) else f"{key} {value}"
+                     for key, value in PRESETS[name].items())
+
+
+SCHEDULE_TEXT = {"cosine": "cosine decay to 0 over all steps",
+                 "onecycle": "one-cycle: warm-up over the first quarter of the steps, then cosine decay",
+                 "constant": "constant"}
 
 
 def _progress_bar(total_steps: int):
@@ -96,16 +117,24 @@ def _command_line(args: argparse.Namespace) -> str:
 
 
 def command_train(args: argparse.Namespace) -> int:
-    config = TrainConfig(arch=args.arch, epochs=args.epochs, learning_rate=args.lr,
-                         batch_size=args.batch_size, seed=args.seed, augment=args.augment,
-                         device=args.device)
+    # Options left out take the preset's value, else TrainConfig's default.
+    chosen = dict(arch=args.arch, epochs=args.epochs, learning_rate=args.lr, batch_size=args.batch_size,
+                  seed=args.seed, augment=args.augment, schedule=args.schedule,
+                  label_smoothing=args.label_smoothing, device=args.device)
+    if args.preset:
+        config = preset_config(args.preset, **chosen)
+    else:
+        config = TrainConfig(**{key: value for key, value in chosen.items() if value is not None})
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     train_split = load_mnist(True, args.data_root).subset(args.train_size)
     test_split = load_mnist(False, args.data_root)
-    print(f"Training {args.arch} on {len(train_split):,} images for {args.epochs} epoch(s), "
-          f"seed {args.seed}, augmentation {args.augment}.", file=sys.stderr)
-    total = -(-len(train_split) // args.batch_size) * args.epochs
+    print(f"Training {config.arch} on {len(train_split):,} images for {counted(config.epochs, 'epoch')}, "
+          f"learning rate {config.learning_rate:g} ({config.schedule}), seed {config.seed}, "
+          f"augmentation {config.augment}.", file=sys.stderr)
+    estimate = estimate_seconds(config, train_split.images, train_split.labels, len(train_split))
+    print(f"About {estimate:,.0f} s on this machine (a few steps timed just now).", file=sys.stderr)
+    total = -(-len(train_split) // config.batch_size) * config.epochs
     result = train(train_split.images, train_split.labels, config, on_progress=_progress_bar(total))
     model = result.model.cpu()
     print("Measuring test loss and accuracy at " + ", ".join(f"{a}°" for a in CHECKPOINT_ANGLES),
@@ -114,13 +143,13 @@ def command_train(args: argparse.Namespace) -> int:
                 for a in CHECKPOINT_ANGLES}
     metadata = {
         "name": Path(args.out).stem,
-        "architecture": args.arch,
+        "architecture": config.arch,
         "parameters": count_parameters(model),
         "input": "1x28x28 grayscale in [0, 1], white digit on black",
         "normalisation": {"mean": MNIST_MEAN, "std": MNIST_STD,
                           "applied": "inside the model, as its first step"},
-        "training": {**config.to_dict(), "optimizer": "Adam (fused kernel)",
-                     "lr_schedule": "cosine decay to 0 over all steps" if config.schedule == "cosine" else "constant",
+        "training": {**config.to_dict(), "optimizer": "Adam (fused kernel)", "preset": args.preset,
+                     "lr_schedule": SCHEDULE_TEXT[config.schedule],
                      "loss": "cross-entropy", "epochs_completed": result.epochs_completed,
                      "final_epoch_train_loss": result.train_loss,
                      "final_epoch_train_accuracy": result.train_accuracy,
@@ -235,14 +264,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("train", parents=[common], help="train a model and save a checkpoint")
     p.add_argument("--arch", default="lenet5", choices=sorted(ARCHITECTURES))
-    p.add_argument("--epochs", type=_bounded_int(1, 200), default=3)
-    p.add_argument("--lr", type=_positive_float, default=1e-3, help="learning rate (Adam)")
-    p.add_argument("--batch-size", type=_bounded_int(1, 60000), default=TrainConfig.batch_size)
-    p.add_argument("--seed", type=_bounded_int(0, 2**31 - 1), default=0)
+    p.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                   help="a named recipe (lecture: " + _preset_text("lecture") + "); other options override it")
+    p.add_argument("--epochs", type=_bounded_int(1, 200), default=None, help=f"default {TrainConfig.epochs}")
+    p.add_argument("--lr", type=_positive_float, default=None,
+                   help=f"learning rate (Adam; the peak of onecycle), default {TrainConfig.learning_rate:g}")
+    p.add_argument("--schedule", choices=SCHEDULES, default=None, help=f"default {TrainConfig.schedule}")
+    p.add_argument("--label-smoothing", type=_fraction, default=None, help="default 0 (none)")
+    p.add_argument("--batch-size", type=_bounded_int(1, 60000), default=None, help=f"default {TrainConfig.batch_size}")
+    p.add_argument("--seed", type=_bounded_int(0, 2**31 - 1), default=None, help="default 0")
     p.add_argument("--train-size", type=_bounded_int(1, 60000), default=None,
                    help="train on the first N training images only (default: all 60,000)")
-    p.add_argument("--augment", choices=AUGMENTATIONS, default="none")
-    p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    p.add_argument("--augment", choices=AUGMENTATIONS, default=None, help="default none")
+    p.add_argument("--device", default=None, help="cpu (the default), cuda or auto")
     p.add_argument("--threads", type=_bounded_int(1, 256), default=None,
                    help="CPU threads for torch (default: torch's own choice); recorded in the metadata")
     p.add_argument("--out", required=True, help="where to write NAME.pt (and NAME.json)")

@@ -8,7 +8,8 @@ twice for the same angle.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+import time
+from dataclasses import asdict, dataclass, replace
 from typing import Callable, Iterable, Sequence
 
 import torch
@@ -36,6 +37,10 @@ class AngleResult:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def at(self, angle: float) -> "AngleResult":
+        """The same result, named by `angle` (360° is answered by 0°'s result, say)."""
+        return self if self.angle == float(angle) else replace(self, angle=float(angle))
 
     @classmethod
     def from_dict(cls, data: dict) -> "AngleResult":
@@ -78,6 +83,14 @@ def predict_logits(
         for offset in range(0, len(batch), chunk):
             outputs.append(model(batch[offset : offset + chunk].to(device)).float().cpu())
     return torch.cat(outputs) if outputs else torch.empty(0, NUM_CLASSES)
+
+
+def seconds_per_image(model: nn.Module, images: torch.Tensor) -> float:
+    """How long one image takes through predict_logits here, timed on `images` after one warm-up pass."""
+    predict_logits(model, images)  # the first pass also sets up the kernels
+    started = time.perf_counter()
+    predict_logits(model, images)
+    return (time.perf_counter() - started) / max(1, len(images))
 
 
 def summarise(angle: float, logits: torch.Tensor, labels: torch.Tensor) -> AngleResult:

@@ -325,3 +325,24 @@ def to_png(pixels: np.ndarray) -> bytes:
 def describe_shape(tensor: torch.Tensor | np.ndarray) -> str:
     """A shape for people: (120, 16, 5, 5) -> '120×16×5×5'."""
     return "×".join(str(size) for size in tuple(tensor.shape))
+
+
+@dataclass(frozen=True)
+class ClassifierInput:
+    """What a LeNet's last convolution hands its classifier: `channels` maps of side × side."""
+
+    channels: int
+    side: int
+    inputs: int  # channels * side * side: fc1's in_features
+    fc1_parameters: int
+
+
+def classifier_input(model: nn.Module) -> ClassifierInput | None:
+    """conv3's maps as fc1 takes them, for a model built as conv3 -> flatten -> fc1; else None."""
+    conv3, fc1 = getattr(model, "conv3", None), getattr(model, "fc1", None)
+    if not isinstance(conv3, nn.Conv2d) or not isinstance(fc1, nn.Linear):
+        return None
+    side = math.isqrt(fc1.in_features // conv3.out_channels)
+    if conv3.out_channels * side * side != fc1.in_features:
+        return None
+    return ClassifierInput(conv3.out_channels, side, fc1.in_features, sum(p.numel() for p in fc1.parameters()))

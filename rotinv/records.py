@@ -82,6 +82,24 @@ def canonical_key(fingerprint: str, data_sha256: str, angle: float, interpolatio
     return (fingerprint, data_sha256, angle, "bilinear" if exact else interpolation, tta_copies)
 
 
+def recorded_at(records: Mapping[RecordKey, AngleResult], fingerprint: str, data_sha256: str, angle: float,
+                interpolation: str, tta_copies: int) -> AngleResult | None:
+    """The recorded result for these weights, data and setting at `angle`, named by that angle; or None."""
+    found = records.get(canonical_key(fingerprint, data_sha256, angle, interpolation, tta_copies))
+    return None if found is None else found.at(angle)
+
+
+def unrecorded_angles(records: Mapping[RecordKey, AngleResult], fingerprint: str, data_sha256: str,
+                      angles: Sequence[float], interpolation: str, tta_copies: int) -> list[float]:
+    """The angles among `angles` that no record answers, one per distinct result (360° shares 0°'s):
+    what a sweep over them has to measure."""
+    one_per_result: dict[RecordKey, float] = {}
+    for angle in angles:
+        one_per_result.setdefault(canonical_key(fingerprint, data_sha256, angle, interpolation, tta_copies),
+                                  float(angle))
+    return [angle for key, angle in one_per_result.items() if key not in records]
+
+
 def measure_sweeps(model: torch.nn.Module, split: Split, angles: Sequence[float] = DEFAULT_ANGLES,
                    settings: Iterable[tuple[str, int]] = DEFAULT_SETTINGS) -> list[dict]:
     """The sweeps to record: each (interpolation, copies) setting at every angle, as JSON-ready dicts."""

@@ -85,3 +85,8 @@ def format_table(rows: list[dict]) -> str:
     lines.append("  ".join("-" * w for w in widths))
     lines += ["  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in cells]
     return "\n".join(lines)
+
+
+def counted(number: int, noun: str) -> str:
+    """'1 epoch', '6 epochs', '2,000 images': a count and its noun, in the right number."""
+    return f"{number:,} {noun}{'' if number == 1 else 's'}"

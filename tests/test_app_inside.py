@@ -245,7 +245,7 @@ def test_the_lens_compares_every_shipped_model_at_a_quarter_turn(app):
 
     # The side-by-side maps of the active model (LeNet-5), one channel of conv1: not the same picture.
     assert {"Rotate then convolve: f(rot 90° x)", "Convolve then rotate: rot 90° f(x)",
-            "Difference |left − middle|"} <= set(image_captions(app))
+            "Difference |first − second|"} <= set(image_captions(app))
     assert_caption(app, "conv1, channel 0 (28×28)")
     assert channel_error(app) > 0.3
 

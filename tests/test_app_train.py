@@ -4,12 +4,14 @@ stopping, uploading, and the limits a shared deployment sets."""
 import copy
 import math
 import os
+import re
 
 import pytest
 
 import app_shared
 from rotinv.checkpoints import state_dict_bytes
 from rotinv.evaluation import evaluate
+from rotinv.records import canonical_key
 from rotinv.limits import TrainingLimits, train_size_choices, training_limits
 from rotinv.report import REPORT_TABLE1
 from rotinv.training import Progress, TrainConfig
@@ -29,8 +31,8 @@ def test_the_shipped_model_is_active_with_its_numbers_beside_the_report(new_app,
     assert not at.exception
     assert not at.error
     assert at.title[0].value == "Train LeNet-5 on upright digits"
-    assert at.sidebar.selectbox[0].value == "shipped:lenet5"
-    assert at.sidebar.selectbox[0].options[0] == "LeNet-5 (upright training)"
+    assert at.sidebar.radio[0].value == "shipped:lenet5"
+    assert at.sidebar.radio[0].options[0] == "LeNet-5 (upright training)"
     recorded = metadata["test"]["by_angle"]
     for angle in (0, 90, 180, 270, 360):
         shown = metric(at, f"Accuracy at {angle}°").value
@@ -59,25 +61,59 @@ def test_training_through_the_button_keeps_the_model_in_this_session_only(new_ap
     run = at.session_state[app_shared.TRAINING_RUN]
     assert run.status == "finished" and run.train_images == 2_000
     assert run.steps_done == run.total_steps == math.ceil(2_000 / TrainConfig.batch_size)  # one epoch
+    # A short run reports every step, so even the smallest one draws a curve, not a dot.
+    assert [progress.step for progress in run.history] == list(range(1, run.total_steps + 1))
     entry = at.session_state[app_shared.SESSION_MODELS][run.model_key]
     assert at.session_state[app_shared.ACTIVE_MODEL] == entry.key
-    assert at.sidebar.selectbox[0].value == entry.key
+    assert at.sidebar.radio[0].value == entry.key
 
     final = metric(at, "Final test accuracy (upright)").value
     expected = evaluate(entry.model, mnist_test.images, mnist_test.labels, 0).accuracy
     assert final == f"{100 * expected:.2f}%"
     assert expected > 0.5  # well above chance after one short epoch
-    assert any(button.label.startswith("Download") for button in at.download_button)
+    assert [button.label for button in at.download_button] == ["Download this model (.pt)"]  # one, not two
+    finished = next(message.value for message in at.success if message.value.startswith("Trained in"))
+    trained, waited = (float(seconds) for seconds in re.findall(r"([0-9.]+) s\b", finished))
+    assert 0 < trained <= waited  # the wait from the click includes the training and the measuring after it
+    assert f"({run.total_steps} steps)" in finished
     # the app never writes into models/: the shipped files are exactly as they were
     assert {path.name: path.read_bytes() for path in models_dir.iterdir()} == before
 
     # Another browser session sees the shipped models, not this one's.
     other = new_app().run()
     assert not other.exception
-    assert app_shared.display_label(entry) in at.sidebar.selectbox[0].options
-    assert app_shared.display_label(entry) not in other.sidebar.selectbox[0].options
-    assert not any("trained here" in label for label in other.sidebar.selectbox[0].options)
+    assert app_shared.display_label(entry) in at.sidebar.radio[0].options
+    assert app_shared.display_label(entry) not in other.sidebar.radio[0].options
+    assert not any("trained here" in label for label in other.sidebar.radio[0].options)
     assert app_shared.SESSION_MODELS not in other.session_state or not other.session_state[app_shared.SESSION_MODELS]
+
+
+def test_the_report_interval_gives_every_run_tens_of_points():
+    from rotinv.training import REPORT_POINTS, report_interval
+
+    assert [report_interval(steps) for steps in (1, 16, 40, 41, 79, 9_380)] == [1, 1, 1, 2, 2, 235]
+    for steps in (16, 79, 469, 9_380):  # the quick demo and the form's extremes, at batch 128
+        reports = len(range(report_interval(steps), steps + 1, report_interval(steps)))
+        assert min(steps, REPORT_POINTS // 2) <= reports <= REPORT_POINTS
+
+
+def test_the_page_explains_its_numbers(new_app, mnist_test):
+    at = new_app().run()
+    assert not at.exception
+    # The form starts at the quick demo: 10,000 images for one epoch, far more steps than points.
+    assert at.select_slider(key="train_size").value == 10_000 and at.number_input(key="train_epochs").value == 1
+    quick = next(info.value for info in at.info if "quick demo" in info.value)
+    assert f"{math.ceil(10_000 / TrainConfig.batch_size)} steps" in quick
+    assert "6 epochs" in quick and "epoch(s)" not in " ".join(markdown.value for markdown in at.markdown)
+    # Why 767,426 parameters: fc1's 5,880 inputs, from the model itself.
+    note = next(caption.value for caption in at.caption if caption.value.startswith("Why 767,426 parameters"))
+    assert "120 maps of 7×7" in note and "fc1 takes 5,880 inputs" in note
+    # The C4 option says it is invariant to quarter turns only, with the shipped C4's own 45° number.
+    radio = at.radio(key="train_arch")
+    assert radio.options == ["LeNet-5 (the report's network)", "C4-equivariant LeNet (invariant to quarter turns only)"]
+    c4 = next(entry for entry in app_shared.shipped_models() if entry.key == "shipped:lenet5_c4")
+    recorded = c4.records[canonical_key(c4.fingerprint, mnist_test.sha256, 45.0, "bilinear", 1)]
+    assert f"reads {100 * recorded.accuracy:.1f}% of the test digits at 45°" in radio.proto.captions[1]
 
 
 def test_a_bad_upload_is_an_error_and_a_good_one_becomes_active(new_app, shipped_lenet5):
@@ -86,7 +122,7 @@ def test_a_bad_upload_is_an_error_and_a_good_one_becomes_active(new_app, shipped
     at.run()
     assert not at.exception
     assert any("random.pt was not loaded" in error.value for error in at.error)
-    assert not any("uploaded" in label for label in at.sidebar.selectbox[0].options)
+    assert not any("uploaded" in label for label in at.sidebar.radio[0].options)
 
     model, _ = shipped_lenet5
     at.file_uploader(key="upload_checkpoint").set_value(("mine.pt", state_dict_bytes(model), "application/octet-stream"))
@@ -95,8 +131,8 @@ def test_a_bad_upload_is_an_error_and_a_good_one_becomes_active(new_app, shipped
     assert not at.error
     assert any("Loaded mine.pt" in message.value for message in at.success)
     active = at.session_state[app_shared.ACTIVE_MODEL]
-    assert active.startswith("session:") and at.sidebar.selectbox[0].value == active
-    assert "mine.pt (uploaded)" in at.sidebar.selectbox[0].options
+    assert active.startswith("session:") and at.sidebar.radio[0].value == active
+    assert "mine.pt (uploaded)" in at.sidebar.radio[0].options
 
 
 def test_a_run_interrupted_by_stop_keeps_the_model_as_trained_so_far(new_app, shipped_lenet5):
@@ -173,3 +209,35 @@ def test_torch_threads_setting():
     for bad in ("0", "two", "-1"):
         with pytest.raises(ValueError, match="ROTINV_TORCH_THREADS"):
             torch_threads({"ROTINV_TORCH_THREADS": bad})
+
+
+def test_the_lecture_preset_sets_the_form_says_what_it_costs_and_trains_with_its_recipe(new_app, mnist_test):
+    from rotinv.training import PRESETS
+
+    lecture = PRESETS["lecture"]
+    at = new_app().run()
+    at.button(key="lecture_preset").click().run()
+    assert not at.exception
+    assert at.select_slider(key="train_size").value == 60_000  # the whole training set
+    assert at.number_input(key="train_epochs").value == lecture["epochs"]
+    assert at.select_slider(key="train_lr").value == lecture["learning_rate"]
+    assert at.selectbox(key="train_schedule").value == lecture["schedule"]
+    note = next(c.value for c in at.caption if c.value.startswith("Lecture preset:"))
+    seconds = float(re.search(r"About \*\*([0-9,]+) s\*\*", note).group(1).replace(",", ""))
+    assert seconds > 0
+
+    # The preset's recipe, on a class-sized slice so the test stays short: it is what trains.
+    at.select_slider(key="train_size").set_value(2_000)
+    at.number_input(key="train_epochs").set_value(1)
+    at.button(key="train_button").click().run()
+    assert not at.exception and not at.error
+    run = at.session_state[app_shared.TRAINING_RUN]
+    assert (run.config.learning_rate, run.config.schedule) == (lecture["learning_rate"], lecture["schedule"])
+    metadata = at.session_state[app_shared.SESSION_MODELS][run.model_key].metadata["training"]
+    assert (metadata["learning_rate"], metadata["schedule"]) == (lecture["learning_rate"], lecture["schedule"])
+    # the live accuracy curve has the held-out points, and they are the model's upright accuracy
+    held_out = [progress.held_out_accuracy for progress in run.history]
+    assert all(a is not None for a in held_out) and held_out[-1] > 0.5
+    entry = at.session_state[app_shared.SESSION_MODELS][run.model_key]
+    first = mnist_test.subset(1_000)
+    assert held_out[-1] == pytest.approx(evaluate(entry.model, first.images, first.labels, 0).accuracy, abs=1e-6)

@@ -48,17 +48,62 @@ def test_sweep_frame_and_accuracy_chart_with_the_reports_points(sweep):
     assert frame.query("Model == 'Model A' and `Angle (°)` == 90")["Accuracy"].item() == pytest.approx(0.2)
 
     points = charts.report_points(report_accuracy_by_our_angle(), frame["Angle (°)"].tolist())
-    assert points["Angle (°)"].tolist() == [90.0, 180.0]  # 270 and 360 are outside a 0–180 sweep
-    assert points["Label"].tolist() == ["report: 13%", "report: 33%"]
+    # 270 is outside a 0–180 sweep; 360, the upright number, is drawn at 0°, the same turn
+    assert points["Angle (°)"].tolist() == [0.0, 90.0, 180.0]
+    assert points["Label"].tolist() == ["report: 97%", "report: 13%", "report: 33%"]
 
     chart = charts.accuracy_chart(frame, report_accuracy_by_our_angle())
     assert isinstance(chart, alt.LayerChart)
     spec = chart.to_dict()
-    assert len(spec["layer"]) == 5  # chance line, models, report points, labels above and below
+    # chance line, models, report points, then their labels: above the high one at the left end
+    # (leaning right), below the low ones in the middle and at the right end (leaning left)
+    assert len(spec["layer"]) == 6
     assert spec["layer"][1]["encoding"]["color"]["field"] == "Model"
+    assert spec["layer"][2]["mark"]["filled"] is False  # hollow: the model's own point shows through
+    assert [(layer["mark"]["align"], layer["mark"]["dy"] < 0) for layer in spec["layer"][3:]] == [
+        ("left", True), ("center", False), ("right", False)]
     assert spec["config"]["axis"]["titleFontSize"] >= 16
+    assert spec["layer"][1]["encoding"]["color"]["legend"]["columns"] == 1  # a narrow chart cuts no model off
     assert len(charts.accuracy_chart(frame).to_dict()["layer"]) == 2  # without the report
     assert charts.loss_chart(frame).to_dict()["encoding"]["y"]["field"] == "Loss"
+
+
+def test_report_points_repeat_a_full_turn_apart():
+    report = report_accuracy_by_our_angle()
+    points = charts.report_points(report, [-90.0, 0.0, 450.0])
+    assert points["Angle (°)"].tolist() == [-90.0, 0.0, 90.0, 180.0, 270.0, 360.0, 450.0]
+    assert points.set_index("Angle (°)")["Accuracy"].to_dict() == {
+        -90.0: report[270], 0.0: report[360], 90.0: report[90], 180.0: report[180], 270.0: report[270],
+        360.0: report[360], 450.0: report[90]}
+    assert charts.report_points(report, [45.0, 60.0]).empty
+    one = charts.accuracy_chart(charts.sweep_frame({"A": [result(90, [0], [0])]}), report).to_dict()
+    assert [layer["mark"]["align"] for layer in one["layer"][3:]] == ["center"]  # one angle: no end to lean from
+
+
+def test_sweep_table_has_a_row_per_angle_and_a_column_per_model(sweep):
+    frame = charts.sweep_frame(sweep)
+    table = charts.sweep_table(frame, "Accuracy")
+    assert list(table.columns) == ["Angle (°)", "Model A", "Model B"]
+    assert table["Angle (°)"].tolist() == [0.0, 90.0, 180.0]
+    assert table["Model A"].tolist() == pytest.approx([1.0, 0.2, 0.6]) and table["Model B"].tolist() == [1.0] * 3
+    losses = charts.sweep_table(frame, "Loss")
+    assert losses["Model A"].tolist() == frame[frame["Model"] == "Model A"]["Loss"].tolist()
+    single = charts.sweep_table(charts.sweep_frame({"Model A": sweep["Model A"]}), "Accuracy")
+    assert list(single.columns) == ["Angle (°)", "Accuracy"]  # one model: the column is the metric
+    with pytest.raises(ValueError):
+        charts.sweep_table(frame, "Speed")
+
+
+def test_words_and_the_classifier_input():
+    from rotinv.architectures import build_model
+    from rotinv.introspection import classifier_input
+    from rotinv.report import counted
+
+    assert [counted(n, "epoch") for n in (0, 1, 6, 2000)] == ["0 epochs", "1 epoch", "6 epochs",
+                                                                     "2,000 epochs"]
+    shape = classifier_input(build_model("lenet5"))
+    assert (shape.channels, shape.side, shape.inputs, shape.fc1_parameters) == (120, 7, 5_880, 5_880 * 120 + 120)
+    assert classifier_input(torch.nn.Linear(2, 2)) is None
 
 
 def test_per_class_heatmap_and_the_six_and_nine_highlight(sweep):

@@ -74,3 +74,18 @@ def test_data_root_that_is_a_file(tmp_path):
     file.write_bytes(b"not a directory")
     result = run_cli("sweep", "--data-root", str(file))
     assert result.returncode == 2 and "is a file, not a directory" in result.stderr
+
+
+def test_train_with_the_lecture_preset_records_its_recipe(tmp_path):
+    from rotinv.training import PRESETS
+
+    out = tmp_path / "lecture.pt"
+    run_cli("train", "--preset", "lecture", "--epochs", "1", "--train-size", "256", "--seed", "2",
+            "--out", str(out), data_root=real_data_root(), check=True)
+    training = json.loads(out.with_suffix(".json").read_text())["training"]
+    lecture = PRESETS["lecture"]
+    assert training["preset"] == "lecture" and training["epochs"] == 1 and training["seed"] == 2  # given: kept
+    assert (training["learning_rate"], training["schedule"]) == (lecture["learning_rate"], lecture["schedule"])
+    assert training["lr_schedule"].startswith("one-cycle")
+    bad = run_cli("train", "--preset", "exam", "--out", str(out))
+    assert bad.returncode == 2 and "invalid choice: 'exam'" in bad.stderr

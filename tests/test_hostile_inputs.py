@@ -288,13 +288,13 @@ def test_an_upload_of_any_hostile_file_is_one_sentence_in_the_page(new_app, tmp_
     marker = tmp_path / "pwned"
     payload, phrase = hostile_payloads(marker)[case]
     at = new_app().run()
-    models_before = list(at.sidebar.selectbox[0].options)
+    models_before = list(at.sidebar.radio[0].options)
     at.file_uploader(key=UPLOADER).set_value(("upload.pt", payload, "application/octet-stream"))
     at.run()
     assert not at.exception
     errors = [error.value for error in at.error]
     assert len(errors) == 1 and phrase in errors[0] and "\n" not in errors[0]
-    assert list(at.sidebar.selectbox[0].options) == models_before  # nothing was added
+    assert list(at.sidebar.radio[0].options) == models_before  # nothing was added
     assert not marker.exists()
 
 
@@ -308,7 +308,7 @@ def test_two_sessions_with_the_same_file_name_never_share_results(new_app, mnist
         at.run()
         assert not at.exception and not at.error
         # the other session's upload is not in this session's sidebar
-        assert sum("my model.pt" in option for option in at.sidebar.selectbox[0].options) == 1
+        assert sum("my model.pt" in option for option in at.sidebar.radio[0].options) == 1
         at.session_state["sweep_start"], at.session_state["sweep_stop"], at.session_state["sweep_step"] = 90, 90, 90
         at.switch_page(SWEEP).run()
         assert not at.exception

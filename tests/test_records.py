@@ -175,3 +175,19 @@ def test_record_check_reports_a_record_that_is_off_and_writes_nothing(checkpoint
     # nothing recorded at that angle: said so, not an empty table
     assert main(["record", "--check", str(checkpoint), "--angles", "7.5", "--data-root", data_root]) == 2
     assert "no recorded sweep" in capsys.readouterr().err
+
+
+def test_lookups_name_the_angle_asked_for_and_count_only_what_no_record_answers(checkpoint, mnist_test):
+    from rotinv.records import recorded_at, unrecorded_angles
+
+    small = mnist_test.subset(200)
+    record(checkpoint, small, angles=[0.0, 45.0], settings=[("bilinear", 1)])
+    model, metadata = load_checkpoint(checkpoint)
+    records, fingerprint = recorded_results(metadata), weights_fingerprint(model)
+    full_turn = recorded_at(records, fingerprint, small.sha256, 360.0, "nearest", 1)  # exact: 0°'s record
+    assert full_turn is not None and full_turn.angle == 360.0
+    assert full_turn.to_dict() | {"angle": 0.0} == recorded_at(records, fingerprint, small.sha256, 0, "bilinear", 1).to_dict()
+    assert recorded_at(records, fingerprint, small.sha256, 45.0, "nearest", 1) is None  # other interpolation
+    # 360° and 720° share 0°'s result; 45° is recorded; 30° twice is one measurement
+    assert unrecorded_angles(records, fingerprint, small.sha256, [0, 30, 45, 360, 30.0, 720], "bilinear", 1) == [30.0]
+    assert unrecorded_angles({}, fingerprint, small.sha256, [0, 360, 90], "bilinear", 1) == [0.0, 90.0]

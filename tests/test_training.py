@@ -1,6 +1,9 @@
+from dataclasses import replace
+
 import pytest
 import torch
 
+from rotinv.architectures import build_model
 from rotinv.data import load_mnist
 from rotinv.evaluation import evaluate
 from rotinv.training import TrainConfig, train
@@ -82,3 +85,105 @@ def test_cuda_asked_for_without_one_is_a_clear_error(small_train):
         return
     with pytest.raises(ValueError, match="CUDA"):
         train(small_train.images[:64], small_train.labels[:64], TrainConfig(epochs=1, device="cuda"))
+
+
+def test_a_live_run_stops_at_the_loops_next_step_when_asked():
+    import threading
+
+    from rotinv.live_training import TrainingRun
+
+    config = TrainConfig(epochs=1, batch_size=32, seed=0)
+    images, labels = torch.rand(32 * 50, 1, 28, 28), torch.randint(0, 10, (32 * 50,))
+    run = TrainingRun(config, len(images), 50, build_model("lenet5"))
+    started = threading.Event()
+
+    def loop():
+        run.idle.clear()
+        try:
+            train(images, labels, config, model=run.model, report_every=1, should_stop=run.stop_requested.is_set,
+                  on_progress=lambda progress: (run.history.append(progress), started.set()))
+        finally:
+            run.idle.set()
+
+    worker = threading.Thread(target=loop)
+    worker.start()
+    assert started.wait(60)
+    assert run.stop_and_wait(60)
+    worker.join(60)
+    assert 1 <= run.steps_done < 50  # stopped part-way, and the loop is idle: the model no longer changes
+    assert run.label().startswith("LeNet-5, 1,600 images, 1 epoch, seed 0")
+
+
+def test_the_lecture_preset_sets_its_recipe_and_yields_to_what_is_given():
+    from rotinv.training import PRESETS, preset_config
+
+    lecture = preset_config("lecture")
+    assert (lecture.epochs, lecture.learning_rate, lecture.schedule) == (2, 3e-3, "onecycle")
+    assert lecture.batch_size == TrainConfig.batch_size and lecture.arch == "lenet5"
+    mine = preset_config("lecture", epochs=1, seed=7, learning_rate=None)
+    assert (mine.epochs, mine.seed, mine.learning_rate) == (1, 7, PRESETS["lecture"]["learning_rate"])
+    with pytest.raises(ValueError, match="Unknown preset 'exam'; choose one of: lecture"):
+        preset_config("exam")
+
+
+def test_one_cycle_warms_up_over_a_quarter_then_decays():
+    from rotinv.training import learning_rate_schedule
+
+    config = TrainConfig(learning_rate=3e-3, schedule="onecycle")
+    optimizer = torch.optim.Adam(torch.nn.Linear(2, 2).parameters(), lr=config.learning_rate)
+    schedule = learning_rate_schedule(optimizer, config, total_steps=100)
+    rates = []
+    for _ in range(100):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        schedule.step()
+    assert rates[0] == pytest.approx(3e-3 / 25)  # starts at a 25th of the peak
+    assert max(rates) == pytest.approx(3e-3) and rates.index(max(rates)) in (24, 25)  # peaks after a quarter
+    assert rates[-1] < 3e-3 / 1000  # and ends near 0
+    assert all(a <= b for a, b in zip(rates[:24], rates[1:25])) and all(a >= b for a, b in zip(rates[25:], rates[26:]))
+    assert learning_rate_schedule(optimizer, TrainConfig(schedule="constant"), 100) is None
+    for steps in range(1, 7):  # a run of a handful of steps trains too
+        images, labels = torch.rand(4 * steps, 1, 28, 28), torch.randint(0, 10, (4 * steps,))
+        assert train(images, labels, TrainConfig(batch_size=4, epochs=1, schedule="onecycle")).steps_completed == steps
+    with pytest.raises(ValueError, match="Unknown schedule 'cyclic'"):
+        TrainConfig(schedule="cyclic")
+    with pytest.raises(ValueError, match="label smoothing"):
+        TrainConfig(label_smoothing=1.0)
+
+
+def test_the_new_recipe_beats_the_old_at_the_same_number_of_steps(data_root):
+    """Two epochs of 6,000 images (94 steps) for each recipe, same seeds: one-cycle at 3e-3 learns more."""
+    from rotinv.training import preset_config
+
+    train_split = load_mnist(True, data_root, download=False).subset(6_000)
+    test_split = load_mnist(False, data_root, download=False).subset(2_000)
+    scores = {}
+    for name, config in (("old", TrainConfig(epochs=2)), ("lecture", preset_config("lecture"))):
+        accuracies = []
+        for seed in (0, 1):
+            model = train(train_split.images, train_split.labels, replace(config, seed=seed)).model
+            accuracies.append(evaluate(model, test_split.images, test_split.labels).accuracy)
+        scores[name] = sum(accuracies) / len(accuracies)
+    assert scores["lecture"] > scores["old"] + 0.02, scores  # measured: 93.6% against 87.8%
+
+
+def test_held_out_accuracy_rides_along_without_changing_the_training(data_root):
+    from rotinv.training import estimate_seconds
+
+    train_split = load_mnist(True, data_root, download=False).subset(640)
+    held_out = load_mnist(False, data_root, download=False).subset(300)
+    config = TrainConfig(epochs=1, batch_size=64, seed=5)
+    plain = train(train_split.images, train_split.labels, config, report_every=2)
+    watched = train(train_split.images, train_split.labels, config, report_every=2,
+                    held_out=(held_out.images, held_out.labels))
+    assert all(torch.equal(a, b) for a, b in zip(plain.model.state_dict().values(),
+                                                 watched.model.state_dict().values()))
+    assert all(p.held_out_accuracy is None for p in plain.history)
+    accuracies = [p.held_out_accuracy for p in watched.history]
+    assert len(accuracies) == 5 and all(0.0 <= a <= 1.0 for a in accuracies)
+    assert accuracies[-1] > 0.3 > accuracies[0] - 0.2  # it learns, and the curve shows it
+    last = watched.history[-1]
+    assert last.seconds > 0 and last.images_per_second() == pytest.approx(640 / last.seconds)
+    assert watched.history[1].seconds_left() == pytest.approx(watched.history[1].seconds * 6 / 4)
+    estimate = estimate_seconds(config, train_split.images, train_split.labels, train_images=60_000)
+    assert 0 < estimate < float("inf")

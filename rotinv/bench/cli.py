@@ -23,6 +23,7 @@ from rotinv.bench.settings import DEFAULT_MODEL, DEFAULT_OUT, FULL, QUICK
 from rotinv.bench.subject import Bench, open_bench
 from rotinv.bench.sweep import sweep_profile, sweep_rows
 from rotinv.bench.threads import threading_notes
+from rotinv.bench.recipes import recipe_rows
 from rotinv.bench.training import training_profile, training_rows
 
 T = TypeVar("T")
@@ -48,7 +49,7 @@ def run(bench: Bench) -> Report:
               f"{'quick' if bench.settings.quick else 'full'}")
     report.add(flops_row(bench.flops, bench.macs_by_layer))
     # The sweep first: the notebook baseline is compared with it.
-    for rows in (sweep_rows, baseline_rows, interactive_rows, training_rows, app_rows):
+    for rows in (sweep_rows, baseline_rows, interactive_rows, training_rows, recipe_rows, app_rows):
         report.add(*attempt(rows, bench, report, []))
     if bench.settings.profile:
         for profile in (sweep_profile, training_profile):

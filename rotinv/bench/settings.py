@@ -63,6 +63,7 @@ ROW_LABELS = (
     "interactive",
     "training",
     "training at batch 64",
+    "epochs to 99% upright",
     *(f"cold start: {title}" for title, _ in PAGES),
     *(f"new visitor: {title}" for title, _ in PAGES),
     "peak RSS, all pages",
@@ -84,15 +85,20 @@ class Settings:
     matmul_repeats: int
     cold_pages: tuple[str, ...]  # page titles that get a cold start of their own
     profile: bool
+    recipe_seeds: tuple[int, ...]  # the epochs-to-99% comparison trains each recipe once per seed
+    recipe_train_images: int | None  # None: all 60,000
+    recipe_epochs: int | None  # None: each recipe's own epochs
 
 
 FULL = Settings(quick=False, test_images=None, angles=SWEEP_ANGLES,
                 baseline_images=10_000, baseline_angles=(15.0, 195.0),
                 bf16_images=1000, bf16_angles=(0.0, 15.0, 45.0, 90.0, 135.0, 200.0),
                 interactive_runs=200, train_images=None, matmul_size=2048, matmul_repeats=4,
-                cold_pages=tuple(title for title, _ in PAGES), profile=True)
+                cold_pages=tuple(title for title, _ in PAGES), profile=True,
+                recipe_seeds=(0, 1, 2), recipe_train_images=None, recipe_epochs=None)
 QUICK = Settings(quick=True, test_images=500, angles=(0.0, 15.0),
                  baseline_images=500, baseline_angles=(15.0,),
                  bf16_images=200, bf16_angles=(15.0,),
                  interactive_runs=20, train_images=640, matmul_size=1024, matmul_repeats=2,
-                 cold_pages=PAGES[0][:1], profile=False)  # the default page only
+                 cold_pages=PAGES[0][:1], profile=False,  # the default page only
+                 recipe_seeds=(0,), recipe_train_images=512, recipe_epochs=1)
