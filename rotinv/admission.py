@@ -232,6 +232,22 @@ class Admission:
         return free_at[0]
 
 
+# What a waiting student reads; the load harness (rotinv.bench.students) looks for it.
+QUEUE_PHRASE = "in the queue to train"
+
+
+def queue_message(status: Status) -> str:
+    """A waiting ticket's place and estimate, in a sentence for the page."""
+    ahead = status.position - 1
+    if status.estimate_s is None or status.estimate_s < 1:
+        when = "any moment now"
+    else:
+        when = f"in about {status.estimate_s:,.0f} s"
+    return (f"You are number {status.position} {QUEUE_PHRASE} ({status.running} of {status.limit} training "
+            f"slot{'s' if status.limit != 1 else ''} busy, {ahead} ahead of you): yours starts {when}. "
+            "The rest of the app is yours meanwhile.")
+
+
 _shared: Admission | None = None
 _shared_lock = threading.Lock()
 

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
+from rotinv.admission import QUEUE_PHRASE
 from rotinv.bench.settings import PAGES
 from rotinv.bench.stclient import Client, Element, PageProblem, SessionError
 
@@ -46,9 +47,9 @@ TRAIN_BUTTON = "Train"
 SHOWN_IMAGE = re.compile(r"Test image (\d+), labelled \*\*(\d)\*\*")
 UPRIGHT = "Prediction (upright)"
 ROTATED = re.compile(r"Prediction \(rotated (-?\d+)°\)")
-# How the Train page reports a training run's end, and (phase 2) a place in the queue.
+# How the Train page reports a training run's end, and a place in the queue (rotinv.admission.queue_message).
 TRAINING_ENDS = {"Trained in": "finished", "Stopped at": "stopped", "stopped before its first step": "cancelled"}
-QUEUED = re.compile(r"\bqueue\b", re.IGNORECASE)
+QUEUED = re.compile(rf"number \d+ {re.escape(QUEUE_PHRASE)}")
 
 # What a student does next on Inside the network, and how often.
 ACTIONS = {"turn": 6, "pick": 3, "sweep": 1}
