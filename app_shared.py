@@ -24,6 +24,7 @@ from rotinv.data import DataUnavailableError, Split, load_mnist, resolve_data_ro
 from rotinv.evaluation import AngleResult, evaluate
 from rotinv import evaluation
 from rotinv.records import canonical_key, recorded_at, recorded_results, unrecorded_angles
+from rotinv.limits import DEFAULT_MAX_SESSION_MODELS, kept_after_adding, training_limits
 from rotinv.live_training import TrainingRun
 
 # Where the shipped checkpoints are; ROTINV_MODELS_DIR points elsewhere (tests, deployments).
@@ -120,9 +121,22 @@ def add_session_model(model: nn.Module, metadata: dict, source: str, label: str)
     model.eval()
     fingerprint = weights_fingerprint(model)
     entry = ModelEntry(f"session:{fingerprint}", label, model, fingerprint, metadata, source)
-    session_models()[entry.key] = entry
+    models = session_models()
+    models.pop(entry.key, None)  # the same weights again: they count as the newest
+    models[entry.key] = entry
+    _, dropped = kept_after_adding(list(models), session_model_cap())
+    for key in dropped:  # the session's only reference: the model is freed with it
+        del models[key]
     st.session_state[ACTIVE_MODEL] = entry.key
     return entry
+
+
+def session_model_cap() -> int:
+    """ROTINV_MAX_SESSION_MODELS; its default for a bad value (the Train page says what is wrong with it)."""
+    try:
+        return training_limits().max_session_models
+    except ValueError:
+        return DEFAULT_MAX_SESSION_MODELS
 
 
 def all_models() -> list[ModelEntry]:
@@ -373,7 +387,8 @@ def sidebar() -> None:
             st.session_state[ACTIVE_MODEL] = st.session_state[_ACTIVE_WIDGET]
             mine = sum(entry.source != "shipped" for entry in models)
             st.caption(f"{counted(len(models) - mine, 'shipped model')}; {mine} of yours in this session "
-                       "(they are kept only in this browser session).")
+                       f"(they are kept only in this browser session, at most {session_model_cap()}: "
+                       "a further one replaces your oldest).")
         else:
             st.warning("No model yet: train one on the Train page, or upload a .pt there.")
         problem = data_problem()

@@ -5,6 +5,8 @@ Community Cloud server shared by a class cannot. The deployment sets
 
     ROTINV_MAX_EPOCHS                 most epochs one training run may have (default 20)
     ROTINV_MAX_TRAIN_IMAGES           most training images one run may use (default 60000)
+    ROTINV_MAX_SESSION_MODELS         most models (trained or uploaded) one browser session keeps;
+                                      a further one replaces that session's oldest (default 5)
     ROTINV_MAX_CONCURRENT_TRAININGS   most trainings running at once in one server process;
                                       the others wait in a first-come queue (rotinv.admission).
                                       Default: 1 on up to 2 cores, else half the cores
@@ -23,14 +25,20 @@ from rotinv.training import MAX_EPOCHS
 
 MAX_EPOCHS_ENV = "ROTINV_MAX_EPOCHS"
 MAX_TRAIN_IMAGES_ENV = "ROTINV_MAX_TRAIN_IMAGES"
+MAX_SESSION_MODELS_ENV = "ROTINV_MAX_SESSION_MODELS"
 DEFAULT_MAX_EPOCHS = 20
 MNIST_TRAIN_IMAGES = 60_000
+# A LeNet-5 is ~1 MB of weights, but each kept model also keeps its training history and
+# the cached pictures and results keyed by it: five per student is plenty for a lecture.
+DEFAULT_MAX_SESSION_MODELS = 5
+MAX_SESSION_MODELS = 1_000  # a typing mistake's guard
 
 
 @dataclass(frozen=True)
 class TrainingLimits:
     max_epochs: int = DEFAULT_MAX_EPOCHS
     max_train_images: int = MNIST_TRAIN_IMAGES
+    max_session_models: int = DEFAULT_MAX_SESSION_MODELS
 
 
 def _read_cap(environ: Mapping[str, str], name: str, default: int, upper: int) -> int:
@@ -52,7 +60,16 @@ def training_limits(environ: Mapping[str, str] | None = None) -> TrainingLimits:
     return TrainingLimits(
         max_epochs=_read_cap(environ, MAX_EPOCHS_ENV, DEFAULT_MAX_EPOCHS, MAX_EPOCHS),
         max_train_images=_read_cap(environ, MAX_TRAIN_IMAGES_ENV, MNIST_TRAIN_IMAGES, MNIST_TRAIN_IMAGES),
+        max_session_models=_read_cap(environ, MAX_SESSION_MODELS_ENV, DEFAULT_MAX_SESSION_MODELS,
+                                     MAX_SESSION_MODELS),
     )
+
+
+def kept_after_adding(keys: list[str], cap: int) -> tuple[list[str], list[str]]:
+    """(the keys kept, the keys dropped) when a session holding `keys` (oldest first, the new
+    one last) may keep `cap` models: the oldest go first, the new one always stays."""
+    dropped = keys[:max(0, len(keys) - cap)]
+    return keys[len(dropped):], dropped
 
 
 def train_size_choices(limits: TrainingLimits, sizes: tuple[int, ...] = (2_000, 10_000, 60_000)) -> list[int]:

@@ -13,7 +13,8 @@ from rotinv.checkpoints import state_dict_bytes
 from rotinv.evaluation import evaluate
 from rotinv.records import canonical_key
 from rotinv.admission import QUEUE_PHRASE
-from rotinv.limits import MAX_CONCURRENT_TRAININGS_ENV, TrainingLimits, train_size_choices, training_limits
+from rotinv.limits import (MAX_CONCURRENT_TRAININGS_ENV, TrainingLimits, kept_after_adding, train_size_choices,
+                           training_limits)
 from rotinv.report import REPORT_TABLE1
 from rotinv.training import Progress, TrainConfig, train
 
@@ -325,3 +326,46 @@ def test_a_bad_concurrency_setting_is_explained(new_app, monkeypatch):
     assert not at.exception
     assert any(MAX_CONCURRENT_TRAININGS_ENV in error.value for error in at.error)
     assert not at.button  # no Train button
+
+
+# --- what one session may keep ------------------------------------------------------------------
+
+
+def upload(at, name: str, model) -> None:
+    at.file_uploader(key="upload_checkpoint").set_value((name, state_dict_bytes(model), "application/octet-stream"))
+    at.run()
+    assert not at.exception and not at.error
+
+
+def test_a_session_keeps_at_most_its_cap_of_models_and_frees_them_when_it_ends(new_app, shipped_lenet5, monkeypatch):
+    import gc
+    import weakref
+
+    import torch
+
+    monkeypatch.setenv("ROTINV_MAX_SESSION_MODELS", "2")
+    at = new_app().run()
+    for number in range(3):
+        model = copy.deepcopy(shipped_lenet5[0])
+        with torch.no_grad():
+            next(model.parameters()).add_(0.01 * (number + 1))  # other weights, another model
+        upload(at, f"mine{number}.pt", model)
+    kept = at.session_state[app_shared.SESSION_MODELS]
+    assert [entry.label for entry in kept.values()] == ["mine1.pt", "mine2.pt"]  # the oldest went
+    assert at.session_state[app_shared.ACTIVE_MODEL] == list(kept)[-1]
+    assert "2 of yours" in at.sidebar.caption[0].value and "at most 2" in at.sidebar.caption[0].value
+
+    # Nothing outside the session (a module-level dict, a cache) keeps a session's model alive.
+    refs = [weakref.ref(entry.model) for entry in kept.values()]
+    del kept, model
+    del at
+    gc.collect()
+    assert [ref() for ref in refs] == [None, None]
+
+
+def test_the_session_model_cap_setting():
+    assert training_limits({"ROTINV_MAX_SESSION_MODELS": "3"}).max_session_models == 3
+    with pytest.raises(ValueError, match="ROTINV_MAX_SESSION_MODELS"):
+        training_limits({"ROTINV_MAX_SESSION_MODELS": "none"})
+    assert kept_after_adding(["a", "b", "c"], 2) == (["b", "c"], ["a"])
+    assert kept_after_adding(["a"], 2) == (["a"], [])
