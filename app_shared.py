@@ -12,7 +12,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import streamlit as st
 from torch import nn
@@ -278,31 +278,9 @@ def _session_open(sid: str) -> bool:
     """Whether the server still has this session: a closed tab gives its place up (after a grace period)."""
     from streamlit import runtime
 
-    # `is not False`: only a clear "gone" gives the place up (AppTest's stand-in runtime answers a mock).
-    return not runtime.exists() or runtime.get_instance().is_active_session(sid) is not False
-
-
-# ROTINV_FRAGMENTS=0 draws every page part in the full run instead of as a named fragment.
-# The tests' AppTest sets it: AppTest keeps only what the last run drew, where a browser
-# keeps the rest of the page on screen. (A deployment could use it to rule fragments out.)
-FRAGMENTS_ENV = "ROTINV_FRAGMENTS"
-
-
-def fragments_on() -> bool:
-    return os.environ.get(FRAGMENTS_ENV, "").strip().lower() not in ("0", "false", "no", "off")
-
-
-def page_part(key: str) -> Callable[[Callable], Callable]:
-    """Decorator: a named fragment (st.fragment(key=...)) that a widget can rerun alone."""
-    def decorate(func: Callable) -> Callable:
-        return st.fragment(func, key=key) if fragments_on() else func
-    return decorate
-
-
-def rerun_fragments(keys: list[str]) -> None:
-    """From a widget's callback: rerun only these named page parts, not the whole page."""
-    if fragments_on():
-        st.rerun(scope=keys)
+    if not runtime.exists():  # AppTest runs pages without a server: its sessions never close
+        return True
+    return runtime.get_instance().is_active_session(sid)
 
 
 def training_admission() -> Admission:

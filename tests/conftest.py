@@ -74,8 +74,6 @@ def new_app(data_root: str, monkeypatch: pytest.MonkeyPatch) -> Callable[[], "Ap
     from streamlit.testing.v1 import AppTest
 
     monkeypatch.setattr(rotinv.admission, "_shared", None)
-    # AppTest shows only what the last run drew: let every run draw the whole page (app_shared.page_part).
-    monkeypatch.setenv("ROTINV_FRAGMENTS", "0")
 
     def make(timeout: float = APP_TIMEOUT) -> AppTest:
         return AppTest.from_file(str(APP), default_timeout=timeout)

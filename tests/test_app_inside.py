@@ -44,9 +44,7 @@ def canvas_state(pixels: np.ndarray) -> dict:
 
 
 @pytest.fixture
-def app(monkeypatch: pytest.MonkeyPatch) -> AppTest:
-    # AppTest shows only what the last run drew: let every run draw the whole page (app_shared.page_part).
-    monkeypatch.setenv("ROTINV_FRAGMENTS", "0")
+def app() -> AppTest:
     root = os.environ.get(DATA_ROOT_ENV)
     if not root or not mnist_available(root):
         pytest.fail(f"These tests need the real MNIST: set {DATA_ROOT_ENV} (currently {root!r}).")
