@@ -17,12 +17,14 @@ from typing import Sequence
 import streamlit as st
 from torch import nn
 
+from rotinv.admission import WAITING, Admission, Ticket, queue_message, shared_admission
 from rotinv.report import counted
 from rotinv.checkpoints import CheckpointError, load_checkpoint, weights_fingerprint
 from rotinv.data import DataUnavailableError, Split, load_mnist, resolve_data_root
 from rotinv.evaluation import AngleResult, evaluate
 from rotinv import evaluation
 from rotinv.records import canonical_key, recorded_at, recorded_results, unrecorded_angles
+from rotinv.limits import DEFAULT_MAX_SESSION_MODELS, kept_after_adding, training_limits
 from rotinv.live_training import TrainingRun
 
 # Where the shipped checkpoints are; ROTINV_MODELS_DIR points elsewhere (tests, deployments).
@@ -32,6 +34,9 @@ SESSION_MODELS = "session_models"
 ACTIVE_MODEL = "active_model_key"  # the active model's key; set it freely (it is not a widget's key)
 _ACTIVE_WIDGET = "_sidebar_active_model"  # the sidebar selectbox's own key, kept in step with ACTIVE_MODEL
 TRAINING_RUN = "training_run"
+PENDING_TRAINING = "pending_training"  # (config, training images) of a Train press not yet started
+TRAIN_PAGE = "app_pages/1_train.py"  # where a training whose turn has come runs
+QUEUE_POLL_S = 1.0  # how often a waiting session's queue card asks whether its turn has come
 
 
 @dataclass(frozen=True)
@@ -116,9 +121,22 @@ def add_session_model(model: nn.Module, metadata: dict, source: str, label: str)
     model.eval()
     fingerprint = weights_fingerprint(model)
     entry = ModelEntry(f"session:{fingerprint}", label, model, fingerprint, metadata, source)
-    session_models()[entry.key] = entry
+    models = session_models()
+    models.pop(entry.key, None)  # the same weights again: they count as the newest
+    models[entry.key] = entry
+    _, dropped = kept_after_adding(list(models), session_model_cap())
+    for key in dropped:  # the session's only reference: the model is freed with it
+        del models[key]
     st.session_state[ACTIVE_MODEL] = entry.key
     return entry
+
+
+def session_model_cap() -> int:
+    """ROTINV_MAX_SESSION_MODELS; its default for a bad value (the Train page says what is wrong with it)."""
+    try:
+        return training_limits().max_session_models
+    except ValueError:
+        return DEFAULT_MAX_SESSION_MODELS
 
 
 def all_models() -> list[ModelEntry]:
@@ -245,6 +263,76 @@ def finish_interrupted_training() -> ModelEntry | None:
     return None
 
 
+# --- the training queue (rotinv.admission) ---------------------------------------------------------
+
+
+def session_id() -> str:
+    """This browser session's id (AppTest gives each of its apps one too)."""
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    ctx = get_script_run_ctx()
+    return ctx.session_id if ctx is not None else "no-session"
+
+
+def _session_open(sid: str) -> bool:
+    """Whether the server still has this session: a closed tab gives its place up (after a grace period)."""
+    from streamlit import runtime
+
+    if not runtime.exists():  # AppTest runs pages without a server: its sessions never close
+        return True
+    return runtime.get_instance().is_active_session(sid)
+
+
+def training_admission() -> Admission:
+    """This process's training queue; ValueError (naming the setting) for a bad ROTINV_MAX_CONCURRENT_TRAININGS."""
+    return shared_admission(is_alive=_session_open)
+
+
+def ask_to_train(config, train_images: int, expected_s: float | None) -> Ticket:
+    """A Train press: keep its settings, and take (or keep) this session's place in the queue."""
+    st.session_state[PENDING_TRAINING] = (config, train_images)
+    return training_admission().request(session_id(), expected_s=expected_s)
+
+
+def admitted_training() -> tuple[Ticket, tuple] | None:
+    """(this session's running ticket, the settings it was asked with) when its training may start now.
+
+    A waiting ticket takes a free slot here if it is its turn. A ticket without settings
+    (they were taken by a run that has ended) is ended, so that it never holds a place.
+    """
+    ticket = training_admission().ticket(session_id())
+    if ticket is None:
+        return None
+    if PENDING_TRAINING not in st.session_state:
+        ticket.cancel()
+        return None
+    if ticket.try_start():
+        return ticket, st.session_state.pop(PENDING_TRAINING)
+    return None
+
+
+def waiting_ticket() -> Ticket | None:
+    """This session's ticket while it waits in the queue; None otherwise (a bad setting included)."""
+    try:
+        ticket = training_admission().ticket(session_id())
+    except ValueError:
+        return None  # the Train page says what is wrong with the setting
+    return ticket if ticket is not None and ticket.state == WAITING else None
+
+
+@st.fragment(run_every=QUEUE_POLL_S)
+def _queue_card(ticket: Ticket) -> None:
+    # A fragment, so that the rest of the page stays usable while it polls; on any page,
+    # so that a student who looks elsewhere while waiting keeps (and then uses) the turn.
+    if ticket.state == WAITING and ticket.try_start() or ticket.state != WAITING:
+        st.switch_page(TRAIN_PAGE)  # a full run there: it trains (or says the place was lost)
+    st.info(queue_message(ticket.status()), icon=":material/hourglass_top:")
+    if st.button("Cancel", key="queue_cancel", icon=":material/close:", help="Give up your place in the queue."):
+        ticket.cancel()
+        st.session_state.pop(PENDING_TRAINING, None)
+        st.rerun(scope="app")
+
+
 # --- page frame and sidebar ------------------------------------------------------------------------
 
 PAGE_CONFIG = dict(page_title="rotinv: is a CNN rotation invariant?", page_icon=":material/rotate_right:",
@@ -259,6 +347,9 @@ def sidebar() -> None:
     """The model every page works with, and whether the data is there."""
     finish_interrupted_training()
     with st.sidebar:
+        ticket = waiting_ticket()
+        if ticket is not None:
+            _queue_card(ticket)
         models = all_models()
         if models:
             keys = [entry.key for entry in models]
@@ -274,7 +365,8 @@ def sidebar() -> None:
             st.session_state[ACTIVE_MODEL] = st.session_state[_ACTIVE_WIDGET]
             mine = sum(entry.source != "shipped" for entry in models)
             st.caption(f"{counted(len(models) - mine, 'shipped model')}; {mine} of yours in this session "
-                       "(they are kept only in this browser session).")
+                       f"(they are kept only in this browser session, at most {session_model_cap()}: "
+                       "a further one replaces your oldest).")
         else:
             st.warning("No model yet: train one on the Train page, or upload a .pt there.")
         problem = data_problem()

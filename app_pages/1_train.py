@@ -194,9 +194,14 @@ def choose_lecture_preset(limits) -> None:
     st.session_state.update(train_arch=config.arch, train_size=size, train_epochs=config.epochs,
                             train_lr=config.learning_rate, train_schedule=config.schedule,
                             train_batch=config.batch_size, train_augment=False)
+    st.session_state[LECTURE_ESTIMATE] = (config, size, seconds_here(config, size))
+
+
+def seconds_here(config: TrainConfig, size: int) -> float:
+    """How long this training would take on this server now: a few of its steps, timed."""
     # Timing needs only images of the right shape, not the 188 MB training set.
     images, labels = torch.rand(8 * config.batch_size, 1, 28, 28), torch.randint(0, 10, (8 * config.batch_size,))
-    st.session_state[LECTURE_ESTIMATE] = (config, size, estimate_seconds(config, images, labels, size))
+    return estimate_seconds(config, images, labels, size)
 
 
 def lecture_preset(limits) -> None:
@@ -353,6 +358,7 @@ def waited_for(run: app_shared.TrainingRun) -> float:
 
 try:
     limits = training_limits()
+    app_shared.training_admission()  # checks ROTINV_MAX_CONCURRENT_TRAININGS
 except ValueError as error:
     limits = None
     st.error(f"Training is switched off on this server because a limit is misconfigured: {error}",
@@ -368,14 +374,31 @@ elif limits is not None:
     with settings_column:
         lecture_preset(limits)
         request = training_form(limits)
-    train_split = app_shared.mnist_split(train=True) if request is not None else None
-    if request is not None and train_split is None:
+    if request is not None:
+        st.session_state[CLICKED] = SCRIPT_STARTED  # the wait for the results includes the queue
+        chosen = st.session_state.get(LECTURE_ESTIMATE)
+        expected = chosen[2] if chosen is not None and chosen[:2] == request else seconds_here(*request)
+        app_shared.ask_to_train(*request, expected_s=expected)
+    # At most ROTINV_MAX_CONCURRENT_TRAININGS train at once in this process; a further press
+    # waits its turn in the queue, whose card (in the sidebar, on every page) starts it here.
+    admitted = app_shared.admitted_training()
+    waiting = admitted is None and app_shared.waiting_ticket() is not None
+    train_split = app_shared.mnist_split(train=True) if admitted is not None else None
+    if admitted is not None and train_split is None:
+        admitted[0].finish()
         with result_column:
             st.error("The MNIST training images could not be loaded. Check the data root named in the sidebar.",
                      icon=":material/database:")
-    elif request is not None:
-        st.session_state[CLICKED] = SCRIPT_STARTED
-        run_training(*request, train_split, result_column)
+    elif admitted is not None:
+        ticket, (config, size) = admitted
+        with ticket:  # the slot is freed however the training ends: finished, Stop, another click, an error
+            run_training(config, size, train_split, result_column)
+    elif waiting and request is not None:
+        st.rerun()  # the sidebar, drawn before this press was seen, shows the place in the queue
+    elif waiting:
+        with result_column:
+            st.info("Your training starts here when its turn comes; your place in the queue, and Cancel, "
+                    "are in the sidebar.", icon=":material/hourglass_top:")
     else:
         last_run = st.session_state.get(app_shared.TRAINING_RUN)
         with result_column:

@@ -64,9 +64,16 @@ def shipped_lenet5():
 
 
 @pytest.fixture
-def new_app(data_root: str) -> Callable[[], "AppTest"]:  # noqa: F821
-    """A factory of fresh AppTests of streamlit_app.py (each one is its own browser session)."""
+def new_app(data_root: str, monkeypatch: pytest.MonkeyPatch) -> Callable[[], "AppTest"]:  # noqa: F821
+    """A factory of fresh AppTests of streamlit_app.py (each one is its own browser session).
+
+    Each test gets an empty training queue: AppTest sessions never close, so a ticket
+    left by one test would otherwise hold the slot for the next.
+    """
+    import rotinv.admission
     from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setattr(rotinv.admission, "_shared", None)
 
     def make(timeout: float = APP_TIMEOUT) -> AppTest:
         return AppTest.from_file(str(APP), default_timeout=timeout)

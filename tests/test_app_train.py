@@ -12,9 +12,11 @@ import app_shared
 from rotinv.checkpoints import state_dict_bytes
 from rotinv.evaluation import evaluate
 from rotinv.records import canonical_key
-from rotinv.limits import TrainingLimits, train_size_choices, training_limits
+from rotinv.admission import QUEUE_PHRASE
+from rotinv.limits import (MAX_CONCURRENT_TRAININGS_ENV, TrainingLimits, kept_after_adding, train_size_choices,
+                           training_limits)
 from rotinv.report import REPORT_TABLE1
-from rotinv.training import Progress, TrainConfig
+from rotinv.training import Progress, TrainConfig, train
 
 
 def metric(at, label: str):
@@ -241,3 +243,129 @@ def test_the_lecture_preset_sets_the_form_says_what_it_costs_and_trains_with_its
     entry = at.session_state[app_shared.SESSION_MODELS][run.model_key]
     first = mnist_test.subset(1_000)
     assert held_out[-1] == pytest.approx(evaluate(entry.model, first.images, first.labels, 0).accuracy, abs=1e-6)
+
+
+# --- the training queue (one training at a time here) --------------------------------------------
+
+
+def press_train(at) -> None:
+    at.select_slider(key="train_size").set_value(2_000)
+    at.number_input(key="train_epochs").set_value(1)
+    at.button(key="train_button").click()
+    at.run()
+
+
+def queue_card(at) -> str | None:
+    return next((info.value for info in at.sidebar.info if QUEUE_PHRASE in info.value), None)
+
+
+def test_a_second_training_waits_its_turn_and_then_runs(new_app, monkeypatch):
+    monkeypatch.setenv(MAX_CONCURRENT_TRAININGS_ENV, "1")
+    admission = app_shared.training_admission()
+    holder = admission.request("another student", expected_s=40.0)
+    assert holder.try_start()  # another session trains now
+    at = new_app().run()
+    press_train(at)
+    assert not at.exception and not at.error
+    card = queue_card(at)
+    assert card is not None and card.startswith(f"You are number 1 {QUEUE_PHRASE}")
+    assert "1 of 1 training slot busy" in card
+    assert 0 < int(re.search(r"in about (\d+) s", card)[1]) <= 40  # the other's 40 s, less what it has run
+    assert app_shared.TRAINING_RUN not in at.session_state  # nothing trains while it waits
+    # The page stays usable meanwhile: another widget reruns it, and the place is kept.
+    at.button(key="lecture_preset").click().run()
+    assert not at.exception and queue_card(at) is not None and admission.counts() == (1, 1)
+
+    holder.finish()  # the other training ends: this session's turn
+    at.run()
+    assert not at.exception and not at.error
+    assert queue_card(at) is None
+    run = at.session_state[app_shared.TRAINING_RUN]
+    assert run.status == "finished" and run.train_images == 2_000
+    assert admission.counts() == (0, 0)  # its slot was released when the run ended
+
+
+def test_cancel_gives_the_place_up(new_app, monkeypatch):
+    monkeypatch.setenv(MAX_CONCURRENT_TRAININGS_ENV, "1")
+    admission = app_shared.training_admission()
+    holder = admission.request("another student")
+    assert holder.try_start()
+    at = new_app().run()
+    press_train(at)
+    assert queue_card(at) is not None and admission.counts() == (1, 1)
+    at.sidebar.button(key="queue_cancel").click().run()
+    assert not at.exception
+    assert queue_card(at) is None and admission.counts() == (1, 0)
+    holder.finish()
+    at.run()
+    assert app_shared.TRAINING_RUN not in at.session_state  # the cancelled press never trains
+
+
+def test_a_training_that_fails_releases_its_slot(new_app, monkeypatch):
+    admission = app_shared.training_admission()
+    monkeypatch.setattr("rotinv.training.train", failing_train)  # the page imports it on each run
+    at = new_app().run()
+    press_train(at)
+    assert at.exception  # the failure is shown (redacted in this configuration)
+    assert admission.counts() == (0, 0)
+
+
+def failing_train(*args, **kwargs):
+    """The page's training fails; the few steps timed for its estimate (no model= given) still run."""
+    if "model" in kwargs:
+        raise RuntimeError("training failed")
+    return REAL_TRAIN(*args, **kwargs)
+
+
+REAL_TRAIN = train
+
+
+def test_a_bad_concurrency_setting_is_explained(new_app, monkeypatch):
+    monkeypatch.setenv(MAX_CONCURRENT_TRAININGS_ENV, "lots")
+    at = new_app().run()
+    assert not at.exception
+    assert any(MAX_CONCURRENT_TRAININGS_ENV in error.value for error in at.error)
+    assert not at.button  # no Train button
+
+
+# --- what one session may keep ------------------------------------------------------------------
+
+
+def upload(at, name: str, model) -> None:
+    at.file_uploader(key="upload_checkpoint").set_value((name, state_dict_bytes(model), "application/octet-stream"))
+    at.run()
+    assert not at.exception and not at.error
+
+
+def test_a_session_keeps_at_most_its_cap_of_models_and_frees_them_when_it_ends(new_app, shipped_lenet5, monkeypatch):
+    import gc
+    import weakref
+
+    import torch
+
+    monkeypatch.setenv("ROTINV_MAX_SESSION_MODELS", "2")
+    at = new_app().run()
+    for number in range(3):
+        model = copy.deepcopy(shipped_lenet5[0])
+        with torch.no_grad():
+            next(model.parameters()).add_(0.01 * (number + 1))  # other weights, another model
+        upload(at, f"mine{number}.pt", model)
+    kept = at.session_state[app_shared.SESSION_MODELS]
+    assert [entry.label for entry in kept.values()] == ["mine1.pt", "mine2.pt"]  # the oldest went
+    assert at.session_state[app_shared.ACTIVE_MODEL] == list(kept)[-1]
+    assert "2 of yours" in at.sidebar.caption[0].value and "at most 2" in at.sidebar.caption[0].value
+
+    # Nothing outside the session (a module-level dict, a cache) keeps a session's model alive.
+    refs = [weakref.ref(entry.model) for entry in kept.values()]
+    del kept, model
+    del at
+    gc.collect()
+    assert [ref() for ref in refs] == [None, None]
+
+
+def test_the_session_model_cap_setting():
+    assert training_limits({"ROTINV_MAX_SESSION_MODELS": "3"}).max_session_models == 3
+    with pytest.raises(ValueError, match="ROTINV_MAX_SESSION_MODELS"):
+        training_limits({"ROTINV_MAX_SESSION_MODELS": "none"})
+    assert kept_after_adding(["a", "b", "c"], 2) == (["b", "c"], ["a"])
+    assert kept_after_adding(["a"], 2) == (["a"], [])

@@ -19,6 +19,11 @@ sweep, notebook, interactive, training, app (the pages in fresh processes), thre
 machine (the CPU and its load), profiling, report (rows, tables, and BENCHMARKS.md from
 template.md, which holds all its prose), cli (the command). The probe_* modules run in a
 fresh Python.
+
+`python -m rotinv.bench.loadtest` is the class on one server (its own docstring says
+more): server (starting and stopping the app), stclient (one browser session over the
+websocket), students (what each simulated student does and checks), loadreport (its
+table and its section of BENCHMARKS.md, from loadtest.md), loadtest (the command).
 """
 
 # Nothing is imported here: `python -m rotinv.bench.probe_app` imports this package first,

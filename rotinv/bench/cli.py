@@ -14,6 +14,7 @@ import torch
 import rotinv.bench
 from rotinv.bench.app import app_rows
 from rotinv.bench.interactive import interactive_rows
+from rotinv.bench.loadreport import kept_section
 from rotinv.bench.machine import cpu_conditions, load_now, other_processes
 from rotinv.bench.notebook import baseline_rows
 from rotinv.bench.report import Report, markdown, text_table
@@ -111,6 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     if out is not None:
         command = "python -m rotinv.bench" + (" --quick" if args.quick else "") + (
             f" --threads {args.threads}" if args.threads is not None else "")
-        out.write_text(markdown(report, command))
+        # The load test's section is another command's (rotinv.bench.loadtest): keep it.
+        kept = kept_section(out)
+        out.write_text(markdown(report, command) + (f"\n{kept}" if kept else ""))
         print(f"Wrote {out}", file=sys.stderr)
     return 0
