@@ -320,17 +320,21 @@ def waiting_ticket() -> Ticket | None:
     return ticket if ticket is not None and ticket.state == WAITING else None
 
 
+QUEUE_CANCEL = "queue_cancel"
+
+
 @st.fragment(run_every=QUEUE_POLL_S)
 def _queue_card(ticket: Ticket) -> None:
     # A fragment, so that the rest of the page stays usable while it polls; on any page,
     # so that a student who looks elsewhere while waiting keeps (and then uses) the turn.
-    if ticket.state == WAITING and ticket.try_start() or ticket.state != WAITING:
-        st.switch_page(TRAIN_PAGE)  # a full run there: it trains (or says the place was lost)
-    st.info(queue_message(ticket.status()), icon=":material/hourglass_top:")
-    if st.button("Cancel", key="queue_cancel", icon=":material/close:", help="Give up your place in the queue."):
+    if st.session_state.get(QUEUE_CANCEL):  # read before the turn is taken: a click on Cancel wins
         ticket.cancel()
         st.session_state.pop(PENDING_TRAINING, None)
         st.rerun(scope="app")
+    if ticket.state == WAITING and ticket.try_start() or ticket.state != WAITING:
+        st.switch_page(TRAIN_PAGE)  # a full run there: it trains (or says the place was lost)
+    st.info(queue_message(ticket.status()), icon=":material/hourglass_top:")
+    st.button("Cancel", key=QUEUE_CANCEL, icon=":material/close:", help="Give up your place in the queue.")
 
 
 # --- page frame and sidebar ------------------------------------------------------------------------
