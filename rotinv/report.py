@@ -32,7 +32,6 @@ REPORT_TABLE2 = (
     ReportRow(report_angle=270, our_angle=90, loss=5.1319, accuracy=0.13),
     ReportRow(report_angle=360, our_angle=360, loss=0.084, accuracy=0.97),
 )
-REPORT_ANGLES = tuple(row.our_angle for row in REPORT_TABLE2)
 # The angles every shipped checkpoint is measured at, stored in its metadata.
 CHECKPOINT_ANGLES = (0, 90, 180, 270, 360)
 
