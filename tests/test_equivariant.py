@@ -1,6 +1,5 @@
 """The C4-equivariant LeNet: invariant logits, equivariant conv stages, registered by name."""
 
-
 import pytest
 import torch
 
