@@ -14,13 +14,14 @@ perfectly equivariant layer shows an error, from resampling twice and from the c
 a turn cuts off (and, for a stride or pooling, from the grid not turning with the
 picture); compare such numbers across layers and models, not against zero.
 
-C4 feature maps (rotinv.equivariant) carry four orientations per channel, and a quarter
-turn of the input also moves orientation r to r + k. So for them "rot f(x)" turns the
-maps *and* cycles the orientations (`cycle`). For an angle that is not a multiple of 90
-degrees, the orientations are cycled by the nearest number of quarter turns (45 rounds
-up to 90, 135 up to 180): the best the four orientations can do to follow the turn, so
-the error then measures how far the model is from equivariant to that angle given its
-coarse orientation grid, rather than mixing in an arbitrary mislabelling.
+Group-convolution feature maps carry n orientations per channel (n = 4 for the C4
+network of rotinv.equivariant, 8 for the C8 network of rotinv.cyclic), and a turn of the
+input by k · 360/n degrees also moves orientation r to r + k. So for them "rot f(x)"
+turns the maps *and* cycles the orientations. For an angle between the orientations'
+steps they are cycled by the nearest step (for C4, 45 rounds up to 90, 135 up to 180):
+the best the n orientations can do to follow the turn, so the error then measures how
+far the model is from equivariant to that angle given its orientation grid, rather than
+mixing in an arbitrary mislabelling.
 """
 
 from __future__ import annotations
@@ -31,16 +32,19 @@ from typing import Callable
 import torch
 from torch import nn
 
-from rotinv.equivariant import ORIENTATIONS, cycle_orientations
+from rotinv.equivariant import cycle_orientations
 from rotinv.introspection import hooked_pass
 from rotinv.rotation import rotate_tensor
 
-Cycle = Callable[[torch.Tensor, int], torch.Tensor]
+
+def nearest_turns(degrees: float, orientations: int = 4) -> int:
+    """The number of counter-clockwise 360/orientations-degree steps (0..n-1) nearest to `degrees`; ties round up."""
+    return math.floor(float(degrees) * orientations / 360.0 + 0.5) % orientations
 
 
 def nearest_quarter_turns(degrees: float) -> int:
     """The number of counter-clockwise quarter turns (0..3) nearest to `degrees`; ties round up."""
-    return math.floor(float(degrees) / 90.0 + 0.5) % ORIENTATIONS
+    return nearest_turns(degrees, 4)
 
 
 def _as_batch(image: torch.Tensor) -> torch.Tensor:
@@ -54,10 +58,10 @@ def _as_batch(image: torch.Tensor) -> torch.Tensor:
     raise ValueError(f"An image must be (H, W), (1, H, W) or (N, 1, H, W), got shape {tuple(image.shape)}.")
 
 
-def _rotate_features(features: torch.Tensor, degrees: float, cycle: Cycle | None) -> torch.Tensor:
-    """rot f(x): the feature maps turned by `degrees`, orientations cycled when `cycle` is given."""
-    if cycle is not None:
-        features = cycle(features, nearest_quarter_turns(degrees))
+def _rotate_features(features: torch.Tensor, degrees: float, orientations: int = 1) -> torch.Tensor:
+    """rot f(x): the feature maps turned by `degrees`, their orientations (if more than 1) cycled to follow."""
+    if orientations > 1:
+        features = cycle_orientations(features, nearest_turns(degrees, orientations), orientations)
     return rotate_tensor(features, degrees)
 
 
@@ -74,30 +78,30 @@ def equivariance_error(
     layer_fn: Callable[[torch.Tensor], torch.Tensor],
     image: torch.Tensor,
     degrees: float,
-    cycle: Cycle | None = None,
+    orientations: int = 1,
 ) -> float:
     """||f(rot x) - rot f(x)|| / ||f(x)|| for f = layer_fn and images in [0, 1].
 
     `layer_fn` maps a batch (N, 1, H, W) to feature maps (N, C, H', W'); `image` is one
-    image ((H, W) or (1, H, W)) or a batch. `cycle(features, k)` is what a rotation by k
-    quarter turns does to the channels besides turning them -- pass
-    rotinv.equivariant.cycle_orientations for C4 features; None for ordinary maps.
+    image ((H, W) or (1, H, W)) or a batch. `orientations` is how many orientations each
+    channel of f's output comes in (4 for C4 maps, 8 for C8, 1 for ordinary maps): a turn
+    moves them besides turning the maps.
     Returns 0.0 when f(x) and the difference are both all zero, inf when only f(x) is.
     """
     images = _as_batch(image)
     with torch.no_grad():
         features = layer_fn(images)
         rotated_first = layer_fn(rotate_tensor(images, degrees))
-    return _relative_error(rotated_first, _rotate_features(features, degrees, cycle), features)
+    return _relative_error(rotated_first, _rotate_features(features, degrees, orientations), features)
 
 
-def feature_cycle(model: nn.Module) -> Cycle | None:
-    """How a quarter turn moves the channels of `model`'s conv stages besides turning them.
+def feature_orientations(model: nn.Module) -> int:
+    """How many orientations each channel of `model`'s conv stages comes in: 1 for ordinary models.
 
-    Models whose conv stages output C4 maps say so with `feature_orientations = 4`
-    (rotinv.equivariant.C4LeNet); for ordinary models this is None.
+    Group-convolution models say so with a class attribute `feature_orientations`
+    (4 for rotinv.equivariant.C4LeNet, 8 for rotinv.cyclic.C8Net).
     """
-    return cycle_orientations if getattr(model, "feature_orientations", 1) == ORIENTATIONS else None
+    return int(getattr(model, "feature_orientations", 1))
 
 
 def conv_features(model: nn.Module, images: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -115,15 +119,15 @@ def layer_equivariance_errors(model: nn.Module, image: torch.Tensor, degrees: fl
     """The equivariance error of each conv stage (after its ReLU), by name, in order.
 
     Each stage is measured as the whole network up to it: its error includes what the
-    earlier stages (and pooling) let through. C4 models get their orientations cycled
-    (see feature_cycle). Two forward passes in all.
+    earlier stages (and pooling) let through. Group-convolution models get their
+    orientations cycled (see feature_orientations). Two forward passes in all.
     """
     images = _as_batch(image)
     plain = conv_features(model, images)
     turned = conv_features(model, rotate_tensor(images, degrees))
-    cycle = feature_cycle(model)
+    orientations = feature_orientations(model)
     return {
-        name: _relative_error(turned[name], _rotate_features(plain[name], degrees, cycle), plain[name])
+        name: _relative_error(turned[name], _rotate_features(plain[name], degrees, orientations), plain[name])
         for name in model.conv_layers
     }
 
@@ -152,9 +156,9 @@ def rotate_then_convolve_vs_convolve_then_rotate(
     """Two (H, W) maps of one channel of one conv stage, to show side by side.
 
     map_a: the image turned first, then the network up to `layer` (after its ReLU).
-    map_b: the network on the upright image, its output turned afterwards (for C4 models
-    with the orientations cycled too, so that channel c * 4 + r of map_b is the one that
-    should land in that slot). They are equal wherever the stage is equivariant.
+    map_b: the network on the upright image, its output turned afterwards (for group-conv
+    models with the orientations cycled too, so that channel c * n + r of map_b is the one
+    that should land in that slot). They are equal wherever the stage is equivariant.
     """
     if layer not in model.conv_layers:
         raise ValueError(f"Unknown layer {layer!r}; choose one of: {', '.join(model.conv_layers)}.")
@@ -166,5 +170,5 @@ def rotate_then_convolve_vs_convolve_then_rotate(
     if isinstance(channel, bool) or not isinstance(channel, int) or not 0 <= channel < channels:
         raise ValueError(f"{layer} has channels 0 to {channels - 1}, got {channel!r}.")
     map_a = conv_features(model, rotate_tensor(images, degrees))[layer][0, channel]
-    map_b = _rotate_features(plain, degrees, feature_cycle(model))[0, channel]
+    map_b = _rotate_features(plain, degrees, feature_orientations(model))[0, channel]
     return map_a.cpu(), map_b.cpu()

@@ -55,19 +55,20 @@ from rotinv.models import max_pool_2x2, normalize
 ORIENTATIONS = 4  # the quarter turns of C4
 
 
-def cycle_orientations(feature_map: torch.Tensor, k: int) -> torch.Tensor:
-    """Move each orientation r of a (N, C * 4, H, W) map to orientation r + k (mod 4).
+def cycle_orientations(feature_map: torch.Tensor, k: int, orientations: int = ORIENTATIONS) -> torch.Tensor:
+    """Move each orientation r of a (N, C * n, H, W) map to orientation r + k (mod n), n = `orientations`.
 
     With f a C4 conv stage and rot the counter-clockwise quarter turn,
     ``f(rot^k x) == rot^k(cycle_orientations(f(x), k))``: this is the channel half of
-    what rotating the input by k quarter turns does (the spatial half is rot90).
-    Works on (C * 4, H, W) too; only the channel axis (-3) is touched.
+    what rotating the input by k quarter turns does (the spatial half is rot90). The C8
+    network (rotinv.cyclic) has n = 8 orientations, k counting eighth turns.
+    Works on (C * n, H, W) too; only the channel axis (-3) is touched.
     """
     channels = feature_map.shape[-3]
-    if channels % ORIENTATIONS:
-        raise ValueError(f"A C4 feature map has a multiple of 4 channels, got {channels}.")
-    split = feature_map.unflatten(-3, (channels // ORIENTATIONS, ORIENTATIONS))
-    return torch.roll(split, shifts=int(k) % ORIENTATIONS, dims=-3).flatten(-4, -3)
+    if channels % orientations:
+        raise ValueError(f"A C{orientations} feature map has a multiple of {orientations} channels, got {channels}.")
+    split = feature_map.unflatten(-3, (channels // orientations, orientations))
+    return torch.roll(split, shifts=int(k) % orientations, dims=-3).flatten(-4, -3)
 
 
 def _init_like_conv(filters: torch.Tensor, bias: torch.Tensor, fan_in: int) -> None:

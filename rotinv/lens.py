@@ -27,11 +27,11 @@ import torch
 from torch import nn
 
 from rotinv.equivariance import (
+    feature_orientations,
     layer_equivariance_errors,
     output_invariance_error,
     rotate_then_convolve_vs_convolve_then_rotate,
 )
-from rotinv.equivariant import ORIENTATIONS
 from rotinv.introspection import kernels
 from rotinv.rotation import quarter_turns
 
@@ -100,21 +100,44 @@ def error_chart(table: pd.DataFrame) -> alt.LayerChart:
     return alt.layer(bars, values)
 
 
+def at_two_angles(tables: dict[float, pd.DataFrame]) -> pd.DataFrame:
+    """One row per model: its largest conv-stage equivariance error and its output's invariance error at each angle.
+
+    `tables` maps an angle to its error_table (the same models in each). At 45° and 90°
+    together this tells the models apart at a glance: C4 is 0 at 90° only, C8 is also
+    small at 45°, LeNet-5 is far off at both.
+    """
+    columns: dict[str, dict[str, float]] = {}
+    models: list[str] = []
+    for degrees, table in tables.items():
+        for model, rows in table.groupby("model", sort=False):
+            models.append(model)
+            layers = rows.loc[rows["measure"] == EQUIVARIANCE, "error"]
+            output = rows.loc[rows["measure"] == INVARIANCE, "error"]
+            columns.setdefault(f"conv stages, largest at {degrees:g}°", {})[model] = float(layers.max())
+            if len(output):
+                columns.setdefault(f"output at {degrees:g}°", {})[model] = float(output.iloc[0])
+    order = list(dict.fromkeys(models))
+    frame = pd.DataFrame({name: [values.get(model, math.nan) for model in order] for name, values in columns.items()})
+    return frame.assign(model=order)[["model", *columns]]
+
+
 def orientations(model: nn.Module) -> int:
-    """How many orientations each channel of the model's conv stages comes in (4 for C4, else 1)."""
-    return int(getattr(model, "feature_orientations", 1))
+    """How many orientations each channel of the model's conv stages comes in (4 for C4, 8 for C8, else 1)."""
+    return feature_orientations(model)
 
 
 def channel_count(model: nn.Module, layer: str) -> int:
-    """How many feature maps a conv stage outputs (C * 4 for a C4 model)."""
+    """How many feature maps a conv stage outputs (C * n for a model with n orientations)."""
     return int(kernels(model, layer).shape[0])
 
 
 def channel_name(model: nn.Module, channel: int) -> str:
-    """'channel 5', or for C4 models 'channel 1 at 90°' (channel c * 4 + r is channel c at r · 90°)."""
-    if orientations(model) == ORIENTATIONS:
-        c, r = divmod(int(channel), ORIENTATIONS)
-        return f"channel {c} at {r * 90}°"
+    """'channel 5', or for C4 models 'channel 1 at 90°' (channel c * n + r is channel c at r · 360/n degrees)."""
+    n = orientations(model)
+    if n > 1:
+        c, r = divmod(int(channel), n)
+        return f"channel {c} at {r * 360 / n:g}°"
     return f"channel {int(channel)}"
 
 
@@ -192,9 +215,9 @@ def summary(table: pd.DataFrame, degrees: float) -> str:
                 "layer that commutes with it scores 0 up to float rounding.")
     else:
         note = (f"{degrees:g}° is not a multiple of 90°: turning a 28×28 grid by it resamples every pixel "
-                "(bilinear interpolation, done twice here) and cuts off corners, and a C4 model's four "
-                "orientations can only follow quarter turns (they are cycled by the nearest one). So at this "
-                "angle every model's error is above 0, the C4 model's included: compare the models with each "
-                "other, not with zero.")
+                "(bilinear interpolation, done twice here) and cuts off corners, and a group-convolution "
+                "model's orientations can only follow turns of their own step (90° for C4, 45° for C8; they "
+                "are cycled by the nearest one). So at this angle every model's error is above 0, even one "
+                "built to be equivariant: compare the models with each other, not with zero.")
     return f"At {degrees:g}°: {measured} {note}"
 

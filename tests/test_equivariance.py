@@ -10,12 +10,13 @@ from rotinv.data import load_mnist
 from rotinv.equivariance import (
     conv_features,
     equivariance_error,
-    feature_cycle,
+    feature_orientations,
     layer_equivariance_errors,
     nearest_quarter_turns,
+    nearest_turns,
     rotate_then_convolve_vs_convolve_then_rotate,
 )
-from rotinv.equivariant import C4LeNet, cycle_orientations
+from rotinv.equivariant import C4LeNet
 from rotinv.models import LeNet5
 from tests.realdata import real_data_root
 
@@ -105,6 +106,8 @@ def test_all_zero_features_have_no_error():
 def test_nearest_quarter_turns():
     cases = {0: 0, 44: 0, 45: 1, 90: 1, 134: 1, 135: 2, 270: 3, 315: 0, 360: 0, -45: 0, -46: 3, -90: 3}
     assert {d: nearest_quarter_turns(d) for d in cases} == cases
+    eighths = {0: 0, 22: 0, 23: 1, 45: 1, 90: 2, 315: 7, 338: 0, -22.5: 0, -23: 7}
+    assert {d: nearest_turns(d, 8) for d in eighths} == eighths
 
 
 def test_lenet5_is_far_from_equivariant_at_conv1(lenet, digit):
@@ -124,10 +127,10 @@ def test_c4_lenet_is_equivariant_at_every_conv_stage(c4, digit, degrees):
 
 
 def test_c4_needs_its_orientations_cycled(c4, digit):
-    assert feature_cycle(c4) is cycle_orientations
-    assert feature_cycle(LeNet5()) is None
+    assert feature_orientations(c4) == 4
+    assert feature_orientations(LeNet5()) == 1
     conv1 = lambda images: conv_features(c4, images)["conv1"]  # noqa: E731
-    assert equivariance_error(conv1, digit, 90.0, cycle=cycle_orientations) < 1e-5
+    assert equivariance_error(conv1, digit, 90.0, orientations=4) < 1e-5
     assert equivariance_error(conv1, digit, 90.0) > 0.1
 
 

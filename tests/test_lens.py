@@ -81,7 +81,7 @@ def test_at_45_degrees_no_model_is_at_zero(shipped, digit):
     layers = table[table["measure"] == lens.EQUIVARIANCE]
     assert (layers["error"] > 0.05).all()
     assert "not a multiple of 90°" in lens.summary(table, 45)
-    assert "C4 model's included" in lens.summary(table, 45)
+    assert "even one built to be equivariant" in lens.summary(table, 45)
 
 
 def test_nothing_turned_nothing_measured(shipped, digit):
