@@ -157,10 +157,20 @@ def read_state_dict(payload: bytes) -> dict[str, torch.Tensor]:
 
 
 def infer_architecture(state_dict: Mapping[str, torch.Tensor]) -> str:
-    """The architecture whose parameter names match the state_dict's."""
-    for arch in ARCHITECTURES:
-        if set(build_model(arch).state_dict()) == set(state_dict):
+    """The architecture whose parameter names and shapes match the state_dict's.
+
+    Names alone do not tell C4CNN from C8CNN (the same stages, other shapes).
+    """
+    def shapes(tensors: Mapping[str, torch.Tensor]) -> dict[str, tuple[int, ...]]:
+        return {name: tuple(getattr(tensor, "shape", ())) for name, tensor in tensors.items()}
+
+    given = shapes(state_dict)
+    named_alike = [arch for arch in ARCHITECTURES if set(build_model(arch).state_dict()) == set(state_dict)]
+    for arch in named_alike:
+        if shapes(build_model(arch).state_dict()) == given:
             return arch
+    if named_alike:  # the right names, wrong shapes: model_from_state_dict says which tensor is off
+        return named_alike[0]
     raise CheckpointError(
         f"The weights do not belong to any known architecture ({', '.join(sorted(ARCHITECTURES))})."
     )
@@ -187,9 +197,11 @@ def model_from_state_dict(state_dict: Mapping[str, torch.Tensor], arch: str | No
                 f"The weights do not fit the {arch} architecture: {name} has shape "
                 f"{tuple(given.shape)}, expected {tuple(tensor.shape)}."
             )
-        if not given.is_floating_point():
-            raise CheckpointError(f"The weights hold non-float values in {name}.")
-        if not torch.isfinite(given).all():
+        if given.is_floating_point() != tensor.is_floating_point():
+            # weights are floats; batch norm's count of batches seen is a whole number
+            kind = "float" if tensor.is_floating_point() else "whole-number"
+            raise CheckpointError(f"The weights hold the wrong kind of values in {name} (expected {kind}).")
+        if given.is_floating_point() and not torch.isfinite(given).all():
             raise CheckpointError(f"The weights contain NaN or infinite values (in {name}).")
     model.load_state_dict({k: v.to(expected[k].dtype) for k, v in state_dict.items()})
     model.eval()

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
+from rotinv.architectures import SHORT_NAMES
 from rotinv.training import Progress, TrainConfig
 
 
@@ -58,7 +59,7 @@ class TrainingRun:
         return self.idle.wait(timeout=timeout)
 
     def label(self) -> str:
-        arch = {"lenet5": "LeNet-5", "lenet5_c4": "C4 LeNet"}.get(self.config.arch, self.config.arch)
+        arch = SHORT_NAMES.get(self.config.arch, self.config.arch)
         parts = [arch, f"{self.train_images:,} images",
                  f"{self.config.epochs} epoch" + ("s" if self.config.epochs != 1 else ""),
                  f"seed {self.config.seed}"]
