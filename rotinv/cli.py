@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import shlex
 import sys
@@ -23,7 +24,7 @@ from rotinv.data import DATA_ROOT_ENV, DataUnavailableError, load_mnist, resolve
 from rotinv.evaluation import evaluate, parse_angles, sweep
 from rotinv.architectures import ARCHITECTURES
 from rotinv.models import MNIST_MEAN, MNIST_STD, count_parameters
-from rotinv.records import (DEFAULT_ANGLES, LOSS_RELATIVE_TOLERANCE, MOVED_PREDICTIONS_TOLERANCE, check, cpu_kernels,
+from rotinv.records import (DEFAULT_ANGLES, LOSS_RELATIVE_TOLERANCE, MOVED_PREDICTIONS_TOLERANCE, check, cpu_kernels, cpu_model,
                             record)
 from rotinv.report import CHECKPOINT_ANGLES, counted, format_table, table1, table2
 from rotinv.rotation import INTERPOLATIONS
@@ -155,7 +156,9 @@ def command_train(args: argparse.Namespace) -> int:
                      "final_epoch_train_accuracy": result.train_accuracy,
                      "seconds": round(result.seconds, 1),
                      # CPU results are bit-for-bit repeatable for a seed at the same thread count
-                     "torch_threads": torch.get_num_threads()},
+                     "torch_threads": torch.get_num_threads(),
+                     "machine": {"cpu": cpu_model(), "logical_cores": os.cpu_count(),
+                                 "cpu_kernels": cpu_kernels(), "device": config.device}},
         "data": {"dataset": "MNIST (torchvision)", "train_images": len(train_split),
                  "test_images": len(test_split)},
         "test": {"interpolation": "bilinear (exact rot90 at multiples of 90°)", "by_angle": measured},
@@ -263,9 +266,11 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     p = commands.add_parser("train", parents=[common], help="train a model and save a checkpoint")
-    p.add_argument("--arch", default="lenet5", choices=sorted(ARCHITECTURES))
+    p.add_argument("--arch", default=None, choices=sorted(ARCHITECTURES),
+                   help=f"default {TrainConfig.arch} (or the preset's)")
     p.add_argument("--preset", choices=sorted(PRESETS), default=None,
-                   help="a named recipe (lecture: " + _preset_text("lecture") + "); other options override it")
+                   help="a named recipe (" + "; ".join(f"{name}: {_preset_text(name)}" for name in sorted(PRESETS))
+                        + "); other options override it")
     p.add_argument("--epochs", type=_bounded_int(1, 200), default=None, help=f"default {TrainConfig.epochs}")
     p.add_argument("--lr", type=_positive_float, default=None,
                    help=f"learning rate (Adam; the peak of onecycle), default {TrainConfig.learning_rate:g}")

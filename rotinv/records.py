@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import platform
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
@@ -155,6 +156,17 @@ def record(checkpoint: str | os.PathLike, split: Split, angles: Sequence[float] 
             and (s.get("interpolation"), s.get("tta_copies"), s.get("test_set_sha256")) not in fresh]
     update_metadata(path, {**metadata, RECORDS_KEY: kept + sweeps})
     return sweeps
+
+
+def cpu_model() -> str:
+    """The CPU's model name as the operating system reports it (what a training time was measured on)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:  # not Linux
+        pass
+    return platform.processor() or platform.machine()
 
 
 def cpu_kernels() -> str:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
-import platform
 import time
 from pathlib import Path
 
 import torch
+
+from rotinv.records import cpu_model
 
 # The instructions that decide how fast fp32 and bf16 can be here, as /proc/cpuinfo names them.
 ISA_FEATURES = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
@@ -23,8 +24,7 @@ def _cpuinfo() -> list[str]:
 def cpu_conditions() -> list[str]:
     """The CPU's model name, cores and torch's kernels, then the vector and bf16 instructions it reports."""
     info = _cpuinfo()
-    cpu = next((line.split(":", 1)[1].strip() for line in info if line.startswith("model name")),
-               platform.processor() or platform.machine())
+    cpu = cpu_model()
     lines = [f"CPU: {cpu}, {os.cpu_count()} logical cores; torch {torch.__version__} with "
              f"{torch.get_num_threads()} intra-op threads, CPU kernels built for "
              f"{torch.backends.cpu.get_cpu_capability()}."]
