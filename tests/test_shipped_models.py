@@ -99,7 +99,7 @@ RECHECKED = [(15.0, "bilinear"), (45.0, "bilinear"), (90.0, "bilinear"), (195.0,
              (330.0, "bilinear"), (30.0, "nearest"), (225.0, "nearest")]
 
 
-@pytest.mark.parametrize("name", ["lenet5", "lenet5_rotaug", "lenet5_c4"])
+@pytest.mark.parametrize("name", ["lenet5", "lenet5_rotaug", "lenet5_c4", "c4cnn", "c8cnn"])
 def test_recorded_sweeps_are_complete_and_what_the_model_measures_now(test_split, name):
     from rotinv.checkpoints import weights_fingerprint
     from rotinv.records import DEFAULT_ANGLES, canonical_key, recorded_results
@@ -156,3 +156,44 @@ def test_record_check_finds_the_records_within_rounding_with_either_kernel_famil
         assert "Every result matches its record up to rounding" in result.stdout
         expected = "AVX2 (oneDNN capped at AVX2)" if kernels else torch.backends.cpu.get_cpu_capability()
         assert f"with {expected} kernels" in result.stderr, result.stderr
+
+
+# The models shipped to be right at every angle (issue: invariant at every angle).
+INVARIANT_MODELS = ["c4cnn", "c8cnn"]
+EVERY_15_DEGREES = [float(a) for a in range(0, 360, 15)]
+ONE_HOUR_S = 3600.0
+
+
+@pytest.mark.parametrize("name", INVARIANT_MODELS)
+def test_invariant_model_is_right_at_every_15_degrees_through_the_api(test_split, name):
+    from rotinv.checkpoints import weights_fingerprint
+    from rotinv.evaluation import sweep
+    from rotinv.models import count_parameters
+    from rotinv.records import canonical_key, recorded_results
+
+    model, metadata = load_checkpoint(SHIPPED / f"{name}.pt")
+    assert len(test_split) == 10_000
+    results = sweep(model, test_split.images, test_split.labels, EVERY_15_DEGREES, "bilinear")
+    worst = min(results, key=lambda r: r.accuracy)
+    assert worst.accuracy >= 0.990, (name, worst.angle, worst.accuracy)
+    assert results[0].accuracy >= 0.990
+    # what the scoreboard reads is what the model measures now
+    records, fingerprint = recorded_results(metadata), weights_fingerprint(model)
+    for result in results:
+        stored = records[canonical_key(fingerprint, test_split.sha256, result.angle, "bilinear", 1)]
+        assert discrepancy(stored, result).within_tolerance(), (name, result.angle)
+    # made by the project's command, on the whole training set, within the hour on one thread
+    training = metadata["training"]
+    assert metadata["architecture"] == name and metadata["parameters"] == count_parameters(model)
+    assert metadata["data"]["train_images"] == 60_000 and training["augment"] == "rotation"
+    assert training["torch_threads"] == 1 and 0 < training["seconds"] <= ONE_HOUR_S
+    assert training["machine"]["cpu"] and training["machine"]["logical_cores"] >= 1
+    assert metadata["command"].startswith(f"python -m rotinv train --arch {name} ") and "--record" in metadata["command"]
+
+
+@pytest.mark.parametrize("name", INVARIANT_MODELS)
+def test_invariant_model_is_right_at_every_15_degrees_through_the_cli(name):
+    rows = sweep_json(f"{name}.pt", ",".join(f"{a:g}" for a in EVERY_15_DEGREES))
+    assert sorted(rows) == EVERY_15_DEGREES
+    worst = min(rows.values(), key=lambda row: row["accuracy"])
+    assert worst["accuracy"] >= 0.990, worst
