@@ -37,6 +37,8 @@ TRAINING_RUN = "training_run"
 PENDING_TRAINING = "pending_training"  # (config, training images) of a Train press not yet started
 TRAIN_PAGE = "app_pages/1_train.py"  # where a training whose turn has come runs
 QUEUE_POLL_S = 1.0  # how often a waiting session's queue card asks whether its turn has come
+# The problem, then what fixes it in part, then what fixes it: how menus and the scoreboard list them.
+SHIPPED_ORDER = ("lenet5", "lenet5_rotaug", "lenet5_c4", "c4cnn", "c8cnn")
 
 
 @dataclass(frozen=True)
@@ -91,9 +93,10 @@ def _load_shipped(path: str, modified: float) -> tuple[nn.Module, dict, str, dic
 
 
 def shipped_models() -> list[ModelEntry]:
-    """Every loadable checkpoint in models/, LeNet-5 first."""
+    """Every loadable checkpoint in models/, in the lecture's order (LeNet-5 first), then any others by name."""
     entries = []
-    for path in sorted(models_dir().glob("*.pt"), key=lambda p: (p.stem != "lenet5", p.stem)):
+    order = {stem: place for place, stem in enumerate(SHIPPED_ORDER)}
+    for path in sorted(models_dir().glob("*.pt"), key=lambda p: (order.get(p.stem, len(order)), p.stem)):
         try:
             model, metadata, fingerprint, records = _load_shipped(str(path), path.stat().st_mtime)
         except (CheckpointError, OSError):
@@ -108,6 +111,8 @@ def _shipped_label(stem: str) -> str:
         "lenet5": "LeNet-5 (upright training)",
         "lenet5_rotaug": "LeNet-5 + rotation augmentation",
         "lenet5_c4": "C4-equivariant LeNet",
+        "c4cnn": "C4 CNN + rotation augmentation",
+        "c8cnn": "C8 CNN + rotation augmentation",
     }.get(stem, stem)
 
 
@@ -157,10 +162,10 @@ def display_label(entry: ModelEntry) -> str:
 
 
 def available_architectures() -> list[str]:
-    """The architectures a new model can be trained as (lenet5 first)."""
+    """The architectures a new model can be trained as, in the registry's order: the lecture's (lenet5 first)."""
     from rotinv.architectures import ARCHITECTURES
 
-    return sorted(ARCHITECTURES, key=lambda name: (name != "lenet5", name))
+    return sorted(ARCHITECTURES, key=lambda name: name != "lenet5")
 
 
 # --- cached results ----------------------------------------------------------------------------

@@ -14,8 +14,9 @@ import app_shared
 from rotinv import charts
 from rotinv.checkpoints import MAX_CHECKPOINT_BYTES, CheckpointError, load_checkpoint_bytes, state_dict_bytes
 from rotinv.limits import MNIST_TRAIN_IMAGES, training_limits, train_size_choices
-from rotinv.architectures import ARCHITECTURES, architecture_name, build_model
+from rotinv.architectures import ARCHITECTURES, DESCRIPTIONS, architecture_name, build_model
 from rotinv.models import count_parameters
+from rotinv.records import DEFAULT_ANGLES
 from rotinv.introspection import classifier_input
 from rotinv.report import CHECKPOINT_ANGLES, REPORT_TABLE1, REPORT_TABLE2, counted, table1, table2
 from rotinv.training import PRESETS, SCHEDULES, TrainConfig, estimate_seconds, preset_config, report_interval, train
@@ -25,14 +26,12 @@ UPLOAD = "upload_checkpoint"
 UPLOAD_MESSAGE = "upload_message"
 CLICKED = "train_clicked_at"  # when the script run that trained the last model began
 WAITED = "train_waited"  # (model key, seconds from that click to its results on this page)
-ARCH_NAMES = {"lenet5": "LeNet-5 (the report's network)",
-              "lenet5_c4": "C4-equivariant LeNet (invariant to quarter turns only)"}
 REPORT_BY_OUR_ANGLE = {row.our_angle: row for row in REPORT_TABLE2}
 REDRAW_EVERY_S = 0.4  # the live training curves' least time between redraws
 # The form starts as a quick demo: one epoch of 10,000 images, ~80 steps at batch 128,
 # ends far above chance (87% upright with seed 0), where 2,000 images were 16 steps and 55%.
 QUICK_DEMO_IMAGES, QUICK_DEMO_EPOCHS = 10_000, 1
-LECTURE_ESTIMATE = "lecture_estimate"  # (settings, seconds) timed when the preset was chosen
+PRESET_ESTIMATE = "preset_estimate"  # (preset name, config, images, seconds) timed when a preset was chosen
 HELD_OUT_IMAGES = 1_000  # test images the live accuracy curve is measured on
 SCHEDULE_NAMES = {"cosine": "cosine decay", "onecycle": "one-cycle (warm-up, then decay)", "constant": "constant"}
 # LeCun et al. (1998) give the original LeNet-5 "about 60,000" trainable parameters.
@@ -70,7 +69,7 @@ def describe(entry: app_shared.ModelEntry) -> str:
     training = meta.get("training") or {}
     data = meta.get("data") or {}
     arch = meta.get("architecture") or architecture_name(entry.model)
-    parts = [f"**{ARCH_NAMES.get(arch, arch)}**",
+    parts = [f"**{DESCRIPTIONS.get(arch, arch)}**",
              f"{count_parameters(entry.model):,} parameters"]
     if data.get("train_images"):
         parts.append(f"trained on {int(data['train_images']):,} images")
@@ -96,15 +95,29 @@ def classifier_note(entry: app_shared.ModelEntry) -> str | None:
             "its maps to 1×1 first.")
 
 
+def shipped_of(arch: str) -> app_shared.ModelEntry | None:
+    return next((e for e in app_shared.shipped_models() if e.metadata.get("architecture") == arch), None)
+
+
 def c4_note() -> str:
     """What the C4 option does and does not do, with the shipped C4 model's recorded accuracy off the quarter turns."""
     said = "Exactly invariant to turns by 90°, 180° and 270° by construction, not to the angles in between"
-    shipped = next((e for e in app_shared.shipped_models() if e.metadata.get("architecture") == "lenet5_c4"), None)
+    shipped = shipped_of("lenet5_c4")
     if shipped is None or test is None or app_shared.angles_to_measure(shipped, test, [0.0, 45.0]):
         return said + "."
     upright, between = (app_shared.result_at(shipped, test, angle)[0] for angle in (0.0, 45.0))
     return (f"{said}: the shipped one reads {100 * between.accuracy:.1f}% of the test digits at 45° "
             f"({100 * upright.accuracy:.1f}% upright).")
+
+
+def invariant_note(arch: str) -> str:
+    """What a cyclic group CNN is for, with the shipped one's worst angle from its recorded sweep."""
+    said = "Invariant head; train it with rotation augmentation (the Invariant preset) to be right at every angle"
+    shipped = shipped_of(arch)
+    if shipped is None or test is None or app_shared.angles_to_measure(shipped, test, DEFAULT_ANGLES):
+        return said + "."
+    worst = min(app_shared.results_at(shipped, test, DEFAULT_ANGLES), key=lambda r: r.accuracy)
+    return f"{said}: the shipped one reads {100 * worst.accuracy:.2f}% at its worst angle ({worst.angle:g}°)."
 
 
 def formatted(rows: list[dict]):
@@ -187,14 +200,14 @@ def quick_demo_size(limits) -> int:
     return max((size for size in sizes if size <= QUICK_DEMO_IMAGES), default=sizes[0])
 
 
-def choose_lecture_preset(limits) -> None:
-    """Set the form to the lecture preset, and time a few of its steps on this server for the estimate."""
+def choose_preset(name: str, limits) -> None:
+    """Set the form to a preset, and time a few of its steps on this server for the estimate."""
     size = max(train_size_choices(limits))
-    config = preset_config("lecture", epochs=min(int(PRESETS["lecture"]["epochs"]), limits.max_epochs))
+    config = preset_config(name, epochs=min(int(PRESETS[name]["epochs"]), limits.max_epochs))
     st.session_state.update(train_arch=config.arch, train_size=size, train_epochs=config.epochs,
                             train_lr=config.learning_rate, train_schedule=config.schedule,
-                            train_batch=config.batch_size, train_augment=False)
-    st.session_state[LECTURE_ESTIMATE] = (config, size, seconds_here(config, size))
+                            train_batch=config.batch_size, train_augment=config.augment == "rotation")
+    st.session_state[PRESET_ESTIMATE] = (name, config, size, seconds_here(config, size))
 
 
 def seconds_here(config: TrainConfig, size: int) -> float:
@@ -204,22 +217,36 @@ def seconds_here(config: TrainConfig, size: int) -> float:
     return estimate_seconds(config, images, labels, size)
 
 
-def lecture_preset(limits) -> None:
-    """The button that sets the form to the lecture recipe, and what it will cost here."""
-    st.button("Lecture preset", icon=":material/school:", key="lecture_preset", on_click=choose_lecture_preset,
-              args=(limits,), help="LeNet-5 on the whole training set with the one-cycle recipe: 99% upright "
-                                   "in two epochs. Sets the form; press Train to start.")
-    chosen = st.session_state.get(LECTURE_ESTIMATE)
+PRESET_BUTTONS = {
+    "lecture": ("Lecture preset", ":material/school:",
+                "LeNet-5 on the whole training set with the one-cycle recipe: 99% upright in two epochs."),
+    "invariant": ("Invariant preset", ":material/autorenew:",
+                  "The network right at every angle: C4 group convolutions, an invariant head, rotation "
+                  "augmentation. Long: the shipped one trained for the time its JSON states."),
+}
+
+
+def preset_buttons(limits) -> None:
+    """The buttons that set the form to a named recipe, and what the chosen one will cost here."""
+    for column, (name, (title, icon, about)) in zip(app_layout.row("train_presets", [150, 150]),
+                                                    PRESET_BUTTONS.items()):
+        column.button(title, icon=icon, key=f"{name}_preset", on_click=choose_preset, args=(name, limits),
+                      help=about + " Sets the form; press Train to start.")
+    chosen = st.session_state.get(PRESET_ESTIMATE)
     if chosen is not None:
-        config, size, seconds = chosen
-        st.caption(f"Lecture preset: {counted(size, 'image')} × {counted(config.epochs, 'epoch')}, one-cycle "
-                   f"to {config.learning_rate:g}. About **{seconds:,.0f} s** on this server now (a few steps "
-                   "timed just now); the progress bar then counts down.")
+        name, config, size, seconds = chosen
+        minutes = f" (about {seconds / 60:,.0f} min)" if seconds >= 120 else ""
+        augmented = ", rotation augmentation" if config.augment == "rotation" else ""
+        st.caption(f"{PRESET_BUTTONS[name][0]}: {DESCRIPTIONS.get(config.arch, config.arch)}, "
+                   f"{counted(size, 'image')} × {counted(config.epochs, 'epoch')}, one-cycle to "
+                   f"{config.learning_rate:g}{augmented}. About **{seconds:,.0f} s**{minutes} on this server now "
+                   "(a few steps timed just now); the progress bar then counts down.")
 
 
 def training_form(limits) -> tuple[TrainConfig, int] | None:
     architectures = app_shared.available_architectures()
-    captions = {"lenet5": "No symmetry built in: it knows only the upright digits it is shown.", "lenet5_c4": c4_note()}
+    captions = {"lenet5": "No symmetry built in: it knows only the upright digits it is shown.", "lenet5_c4": c4_note(),
+                **{arch: invariant_note(arch) for arch in ("c4cnn", "c8cnn")}}
     # The form's first values live in session state, not in value=: the lecture preset
     # sets them from a callback, and a widget may not have both.
     for key, value in (("train_arch", architectures[0]), ("train_size", quick_demo_size(limits)), ("train_epochs", QUICK_DEMO_EPOCHS),
@@ -227,7 +254,7 @@ def training_form(limits) -> tuple[TrainConfig, int] | None:
                        ("train_batch", TrainConfig.batch_size), ("train_augment", False)):
         st.session_state.setdefault(key, value)
     with st.form("train_settings", border=True):
-        arch = st.radio("Network", architectures, format_func=lambda a: ARCH_NAMES.get(a, a), key="train_arch",
+        arch = st.radio("Network", architectures, format_func=lambda a: DESCRIPTIONS.get(a, a), key="train_arch",
                         captions=[captions.get(a, "") for a in architectures]) if len(architectures) > 1 \
             else architectures[0]
         sizes = train_size_choices(limits)
@@ -372,12 +399,12 @@ if limits is not None and data_problem:
 elif limits is not None:
     settings_column, result_column = app_layout.row("train_run", [300, 420], [1, 2], gap="large")
     with settings_column:
-        lecture_preset(limits)
+        preset_buttons(limits)
         request = training_form(limits)
     if request is not None:
         st.session_state[CLICKED] = SCRIPT_STARTED  # the wait for the results includes the queue
-        chosen = st.session_state.get(LECTURE_ESTIMATE)
-        expected = chosen[2] if chosen is not None and chosen[:2] == request else seconds_here(*request)
+        chosen = st.session_state.get(PRESET_ESTIMATE)
+        expected = chosen[3] if chosen is not None and chosen[1:3] == request else seconds_here(*request)
         app_shared.ask_to_train(*request, expected_s=expected)
     # At most ROTINV_MAX_CONCURRENT_TRAININGS train at once in this process; a further press
     # waits its turn in the queue, whose card (in the sidebar, on every page) starts it here.
@@ -428,7 +455,7 @@ def on_upload() -> None:
     arch = architecture_name(model)
     entry = app_shared.add_session_model(model, {"architecture": arch, "uploaded_file": uploaded.name},
                                          "uploaded", uploaded.name)
-    st.session_state[UPLOAD_MESSAGE] = ("success", f"Loaded {uploaded.name} ({ARCH_NAMES.get(arch, arch)}); "
+    st.session_state[UPLOAD_MESSAGE] = ("success", f"Loaded {uploaded.name} ({DESCRIPTIONS.get(arch, arch)}); "
                                         f"it is now the active model, for this session only.")
 
 

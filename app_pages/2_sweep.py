@@ -6,9 +6,10 @@ import streamlit as st
 
 import app_layout
 import app_shared
-from rotinv import charts
+from rotinv import charts, scoreboard
 from rotinv.evaluation import RotationPooled, angle_range, predict_logits
-from rotinv.report import report_accuracy_by_our_angle
+from rotinv.records import DEFAULT_ANGLES
+from rotinv.report import REPORT_TABLE1, report_accuracy_by_our_angle
 from rotinv.rotation import INTERPOLATIONS, rotate_tensor
 
 TTA_CHOICES = (1, 4, 8, 12)
@@ -209,3 +210,39 @@ with gallery_column:
     for column, picture, caption in zip(app_layout.row("sweep_gallery", [100] * len(pictures)), pictures, captions):
         column.image(picture, caption=caption, width="stretch")
     st.caption("What the model was shown, and what it answered. Try 90°: many digits become other digits' shapes.")
+
+# --- the scoreboard --------------------------------------------------------------------------------
+
+st.header("Scoreboard: which model is right at every angle?")
+st.markdown("Every shipped model on one line, from its sweep over the whole turn (every 15°, bilinear, no "
+            "test-time pooling) on all the test digits, as recorded beside its checkpoint.")
+scores, unrecorded = [], []
+for shipped in app_shared.shipped_models():
+    if app_shared.angles_to_measure(shipped, test, DEFAULT_ANGLES):
+        unrecorded.append(shipped.label)  # measuring 24 angles here would hold the page for minutes
+        continue
+    scores.append(scoreboard.score(shipped.label, app_shared.results_at(shipped, test, DEFAULT_ANGLES),
+                                   shipped.metadata))
+if scores:
+    percent = st.column_config.NumberColumn(format="percent")
+    st.dataframe(scoreboard.table(scores), hide_index=True, key="sweep_scoreboard", column_config={
+        "Model": st.column_config.TextColumn(width="medium"),
+        **{column: percent for column in ("Upright", "At its worst", "Mean over angles", "6s read as 6",
+                                          "9s read as 9")},
+        "Parameters": st.column_config.NumberColumn(format="localized"),
+    })
+    st.markdown(scoreboard.verdict(scores))
+    st.caption("6s and 9s: the share of each read correctly, averaged over the 24 angles. Training: the wall time "
+               "its JSON records, on the machine it names.")
+    st.subheader("The price of invariance: 6 and 9")
+    st.markdown(scoreboard.six_nine_sentence(scores))
+if unrecorded:
+    st.caption(f"Not scored, no recorded sweep for these weights: {', '.join(unrecorded)} "
+               "(`python -m rotinv record models/NAME.pt` records one).")
+st.subheader("For context: published figures")
+st.dataframe(scoreboard.literature_table(REPORT_TABLE1["test_accuracy"]), hide_index=True, key="sweep_literature",
+             column_config={"Result": st.column_config.TextColumn(width="large"),
+                            "Test accuracy": st.column_config.NumberColumn(format="percent")})
+st.caption("The report's number is its upright LeNet-5. The others are on **MNIST-rot**, a different benchmark: "
+           "12,000 training and 50,000 test digits, every one turned by a random angle, so they learn from a fifth "
+           "of our training digits and are scored on one random angle per digit rather than our every 15°.")

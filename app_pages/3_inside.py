@@ -326,16 +326,19 @@ st.markdown(
     "from conv1 on.\n\n"
     "The bars measure that per conv stage, for the network up to the stage (after its ReLU): "
     r"$\lVert f(\mathrm{rot}_\theta\,x) - \mathrm{rot}_\theta\,f(x)\rVert \,/\, \lVert f(x)\rVert$, "
-    "0 when turning the input only turns the maps, about 1 when they come out different. For the C4 model "
+    "0 when turning the input only turns the maps, about 1 when they come out different. For the C4 models "
     "each channel comes in four orientations, and a quarter turn of the input also moves orientation r to "
-    "r + 1: its maps are turned *and* cycled. The last group, **output**, measures invariance instead: "
+    "r + 1: its maps are turned *and* cycled (for the C8 CNN: eight orientations, one step per 45°). The last group, **output**, measures invariance instead: "
     r"$\lVert p(\mathrm{rot}_\theta\,x) - p(x)\rVert \,/\, \lVert p(x)\rVert$ "
     "on the class probabilities, nothing turned back.\n\n"
     "- **Rotation augmentation** makes the classifier's output more invariant by showing it turned digits, "
     "but nothing makes its layers equivariant: watch its conv bars against its output bar.\n"
     "- The **C4-equivariant** model is equivariant by construction at every layer for quarter turns (each "
     "filter is applied in four turns), then pools the four orientations and undoes the spatial turn: the "
-    "equivariant response made invariant, as section 2 says."
+    "equivariant response made invariant, as section 2 says.\n"
+    "- The **C4 CNN** and **C8 CNN** go further: six group-conv stages (filters in four or eight turns; for "
+    "eight, turned by interpolation), then a head that keeps each channel's strongest orientation and averages "
+    "it over the picture, which no turn can change. Trained on turned digits, they are right at every angle."
 )
 if image is None:
     st.info("Choose a test image or draw a digit to measure the layers.")
@@ -362,6 +365,19 @@ else:
                                        for stage in wide.columns if stage != "model"}})
         st.caption(lens.summary(table, degrees))
 
+    st.markdown("**At 45° and at 90°**, whatever angle is chosen above: the largest error over the conv stages, "
+                "and the output's.")
+    both = lens.at_two_angles({angle: pd.concat(
+        [lens_errors(candidate.fingerprint or f"id{id(candidate.model)}", digest, angle, labels[candidate.key],
+                     candidate.model, image) for candidate in compared], ignore_index=True) for angle in (45, 90)})
+    st.dataframe(both, hide_index=True, width="stretch", key="inside_lens_two_angles",
+                 column_config={"model": st.column_config.TextColumn("model", width=200),
+                                **{name: st.column_config.NumberColumn(name, format="%.3f")
+                                   for name in both.columns if name != "model"}})
+    st.caption("A quarter turn only moves pixels, so a model built for it scores 0 there at every stage; at 45° "
+               "the grid is resampled and even an exact design shows a little error. Eight orientations (C8) "
+               "follow 45° at the stages; four (C4) can only follow it in the output, by what training taught.")
+
     st.subheader("Rotate then convolve, or convolve then rotate?")
     st.markdown(f"One channel of the active model, **{entry.label}**: first, the digit turned and then "
                 "passed through the network up to the stage; second, the upright digit's map turned afterwards; "
@@ -373,7 +389,8 @@ else:
     channel = picker_channel.selectbox(
         f"Channel (0–{channels - 1})", list(range(channels)), key=f"lens_channel_{layer}_{channels}_{orientations}",
         format_func=lambda number: f"{number}: {lens.channel_name(model, number)}",
-        help="For the C4 model channel c·4 + r is channel c at orientation r·90°." if orientations > 1 else None)
+        help=(f"For this model channel c·{orientations} + r is channel c at orientation r·{360 // orientations}°."
+              if orientations > 1 else None))
     shown = lens_maps(fingerprint, digest, degrees, layer, int(channel), model, image)
     first_col, after_col, gap_col = app_layout.row("inside_lens_maps", [180, 180, 180])
     first_col.image(shown["rotate_then_convolve"], caption=f"Rotate then convolve: f(rot {degrees}° x)")

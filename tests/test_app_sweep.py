@@ -118,3 +118,30 @@ def test_a_long_live_measurement_asks_first_and_then_measures(new_app, monkeypat
     at.number_input(key="sweep_stop").set_value(5)
     at.run()
     assert any("1 of these points would be measured now" in warning.value for warning in at.warning)
+
+
+def test_the_scoreboard_ranks_every_shipped_model_from_its_recorded_sweep(new_app, mnist_test):
+    from rotinv.records import canonical_key
+
+    at = open_sweep(new_app())
+    assert not at.exception
+    [board] = [frame.value for frame in at.dataframe if "At its worst" in frame.value.columns]
+    shipped = {entry.label: entry for entry in app_shared.shipped_models()}
+    assert sorted(board["Model"]) == sorted(shipped)
+    for _, row in board.iterrows():
+        entry = shipped[row["Model"]]
+        sweep = [entry.records[canonical_key(entry.fingerprint, mnist_test.sha256, float(a), "bilinear", 1)].at(a)
+                 for a in range(0, 360, 15)]
+        worst = min(sweep, key=lambda r: r.accuracy)
+        assert row["At its worst"] == worst.accuracy and row["Worst angle"] == f"{worst.angle:g}°"
+        assert row["6s read as 6"] == sum(r.per_class_accuracy[6] for r in sweep) / len(sweep)
+        assert row["Parameters"] == entry.metadata["parameters"]
+    # best first: the invariant networks lead, each at least 99% at its worst angle
+    assert set(board["Model"][:2]) == {"C4 CNN + rotation augmentation", "C8 CNN + rotation augmentation"}
+    assert (board["At its worst"][:2] >= 0.99).all() and (board["At its worst"][2:] < 0.99).all()
+    verdict = next(m.value for m in at.markdown if m.value.startswith("Right at every angle"))
+    assert "**C4 CNN + rotation augmentation**" in verdict and "LeNet-5 (upright" not in verdict
+    assert any("tell 6 from 9 by handwriting alone" in m.value for m in at.markdown)
+    [literature] = [frame.value for frame in at.dataframe if "Result" in frame.value.columns]
+    assert literature["Test accuracy"].iloc[0] == 0.97 and literature["Result"].str.contains("MNIST-rot").sum() == 3
+    assert any("different benchmark" in caption.value for caption in at.caption)

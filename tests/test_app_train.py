@@ -112,10 +112,19 @@ def test_the_page_explains_its_numbers(new_app, mnist_test):
     assert "120 maps of 7×7" in note and "fc1 takes 5,880 inputs" in note
     # The C4 option says it is invariant to quarter turns only, with the shipped C4's own 45° number.
     radio = at.radio(key="train_arch")
-    assert radio.options == ["LeNet-5 (the report's network)", "C4-equivariant LeNet (invariant to quarter turns only)"]
+    assert radio.options == ["LeNet-5 (the report's network)", "C4-equivariant LeNet (invariant to quarter turns only)",
+                             "C4 CNN: six C4 group-conv stages, invariant head",
+                             "C8 CNN: six C8 group-conv stages, invariant head"]
     c4 = next(entry for entry in app_shared.shipped_models() if entry.key == "shipped:lenet5_c4")
     recorded = c4.records[canonical_key(c4.fingerprint, mnist_test.sha256, 45.0, "bilinear", 1)]
     assert f"reads {100 * recorded.accuracy:.1f}% of the test digits at 45°" in radio.proto.captions[1]
+    # The invariant networks' captions carry their shipped model's recorded worst angle.
+    for index, name in ((2, "c4cnn"), (3, "c8cnn")):
+        shipped = next(entry for entry in app_shared.shipped_models() if entry.key == f"shipped:{name}")
+        worst = min((shipped.records[canonical_key(shipped.fingerprint, mnist_test.sha256, float(a), "bilinear", 1)]
+                     .at(a) for a in range(0, 360, 15)), key=lambda r: r.accuracy)
+        assert (f"reads {100 * worst.accuracy:.2f}% at its worst angle ({worst.angle:g}°)"
+                in radio.proto.captions[index]), radio.proto.captions[index]
 
 
 def test_a_bad_upload_is_an_error_and_a_good_one_becomes_active(new_app, shipped_lenet5):
