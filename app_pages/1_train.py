@@ -222,7 +222,7 @@ PRESET_BUTTONS = {
                 "LeNet-5 on the whole training set with the one-cycle recipe: 99% upright in two epochs."),
     "invariant": ("Invariant preset", ":material/autorenew:",
                   "The network right at every angle: C4 group convolutions, an invariant head, rotation "
-                  "augmentation. Long: the shipped one trained for the time its JSON states."),
+                  "augmentation; it takes much longer than the lecture."),
 }
 
 

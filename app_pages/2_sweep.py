@@ -232,8 +232,8 @@ if scores:
         "Parameters": st.column_config.NumberColumn(format="localized"),
     })
     st.markdown(scoreboard.verdict(scores))
-    st.caption("6s and 9s: the share of each read correctly, averaged over the 24 angles. Training: the wall time "
-               "its JSON records, on the machine it names.")
+    st.caption(f"6s and 9s: the share of each read correctly, averaged over the {len(DEFAULT_ANGLES)} angles. "
+               "Training: the wall time its JSON records, on the machine it names.")
     st.subheader("The price of invariance: 6 and 9")
     st.markdown(scoreboard.six_nine_sentence(scores))
 if unrecorded:

@@ -14,6 +14,7 @@ import app_shared
 from rotinv import introspection as insp
 from rotinv import lens
 from rotinv.data import EmptyDrawingError, preprocess_drawing
+from rotinv.equivariance import feature_orientations
 from rotinv.rotation import rotate_tensor
 
 SOURCE, ANGLE, INDEX, TURN_BACK = "inside_source", "inside_angle", "inside_index", "inside_turn_back"
@@ -350,9 +351,14 @@ else:
     chosen = st.multiselect("Models to compare (the active model is always measured)", list(labels),
                             default=default, format_func=labels.get, key=LENS_MODELS)
     compared = [candidate for candidate in everyone if candidate.key in chosen or candidate.key == entry.key]
-    table = pd.concat([lens_errors(candidate.fingerprint or f"id{id(candidate.model)}", digest, degrees,
-                                   labels[candidate.key], candidate.model, image) for candidate in compared],
-                      ignore_index=True)
+
+    def errors_at(angle: int) -> pd.DataFrame:
+        """Every compared model's lens errors at `angle`, one cached table per model."""
+        return pd.concat([lens_errors(candidate.fingerprint or f"id{id(candidate.model)}", digest, angle,
+                                      labels[candidate.key], candidate.model, image) for candidate in compared],
+                         ignore_index=True)
+
+    table = errors_at(degrees)
     chart_col, numbers_col = app_layout.row("inside_lens", [360, 380], [1, 1.1], gap="medium")
     with chart_col:
         st.altair_chart(lens.error_chart(table), width="stretch", height=380)
@@ -367,16 +373,14 @@ else:
 
     st.markdown("**At 45° and at 90°**, whatever angle is chosen above: the largest error over the conv stages, "
                 "and the output's.")
-    both = lens.at_two_angles({angle: pd.concat(
-        [lens_errors(candidate.fingerprint or f"id{id(candidate.model)}", digest, angle, labels[candidate.key],
-                     candidate.model, image) for candidate in compared], ignore_index=True) for angle in (45, 90)})
+    both = lens.at_two_angles({angle: errors_at(angle) for angle in (45, 90)})
     st.dataframe(both, hide_index=True, width="stretch", key="inside_lens_two_angles",
                  column_config={"model": st.column_config.TextColumn("model", width=200),
                                 **{name: st.column_config.NumberColumn(name, format="%.3f")
                                    for name in both.columns if name != "model"}})
     st.caption("A quarter turn only moves pixels, so a model built for it scores 0 there at every stage; at 45° "
-               "the grid is resampled and even an exact design shows a little error. Eight orientations (C8) "
-               "follow 45° at the stages; four (C4) can only follow it in the output, by what training taught.")
+               "the grid is resampled and every design shows some error. Eight orientations (C8) follow 45° more "
+               "closely at the stages than four (C4); the C4 CNN's output is invariant there by what training taught.")
 
     st.subheader("Rotate then convolve, or convolve then rotate?")
     st.markdown(f"One channel of the active model, **{entry.label}**: first, the digit turned and then "
@@ -385,7 +389,7 @@ else:
     picker_layer, picker_channel = app_layout.row("inside_lens_pickers", [220, 260])
     layer = picker_layer.selectbox("Conv stage", list(layers), key=LENS_LAYER)
     channels = lens.channel_count(model, layer)
-    orientations = lens.orientations(model)
+    orientations = feature_orientations(model)
     channel = picker_channel.selectbox(
         f"Channel (0–{channels - 1})", list(range(channels)), key=f"lens_channel_{layer}_{channels}_{orientations}",
         format_func=lambda number: f"{number}: {lens.channel_name(model, number)}",

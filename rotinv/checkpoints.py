@@ -165,9 +165,10 @@ def infer_architecture(state_dict: Mapping[str, torch.Tensor]) -> str:
         return {name: tuple(getattr(tensor, "shape", ())) for name, tensor in tensors.items()}
 
     given = shapes(state_dict)
-    named_alike = [arch for arch in ARCHITECTURES if set(build_model(arch).state_dict()) == set(state_dict)]
+    expected = {arch: shapes(build_model(arch).state_dict()) for arch in ARCHITECTURES}
+    named_alike = [arch for arch, wanted in expected.items() if set(wanted) == set(given)]
     for arch in named_alike:
-        if shapes(build_model(arch).state_dict()) == given:
+        if expected[arch] == given:
             return arch
     if named_alike:  # the right names, wrong shapes: model_from_state_dict says which tensor is off
         return named_alike[0]

@@ -42,11 +42,6 @@ def nearest_turns(degrees: float, orientations: int = 4) -> int:
     return math.floor(float(degrees) * orientations / 360.0 + 0.5) % orientations
 
 
-def nearest_quarter_turns(degrees: float) -> int:
-    """The number of counter-clockwise quarter turns (0..3) nearest to `degrees`; ties round up."""
-    return nearest_turns(degrees, 4)
-
-
 def _as_batch(image: torch.Tensor) -> torch.Tensor:
     # (H, W), (1, H, W) and (N, 1, H, W) are all accepted: the app holds single digits.
     if image.dim() == 2:
@@ -99,7 +94,7 @@ def feature_orientations(model: nn.Module) -> int:
     """How many orientations each channel of `model`'s conv stages comes in: 1 for ordinary models.
 
     Group-convolution models say so with a class attribute `feature_orientations`
-    (4 for rotinv.equivariant.C4LeNet, 8 for rotinv.cyclic.C8Net).
+    (4 for rotinv.equivariant.C4LeNet and rotinv.cyclic.C4CNN, 8 for rotinv.cyclic.C8CNN).
     """
     return int(getattr(model, "feature_orientations", 1))
 

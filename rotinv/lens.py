@@ -104,8 +104,8 @@ def at_two_angles(tables: dict[float, pd.DataFrame]) -> pd.DataFrame:
     """One row per model: its largest conv-stage equivariance error and its output's invariance error at each angle.
 
     `tables` maps an angle to its error_table (the same models in each). At 45° and 90°
-    together this tells the models apart at a glance: C4 is 0 at 90° only, C8 is also
-    small at 45°, LeNet-5 is far off at both.
+    together this tells the models apart at a glance: the group-conv models are 0 at 90°,
+    LeNet-5 is far off at both, and the invariant networks' outputs barely move at 45°.
     """
     columns: dict[str, dict[str, float]] = {}
     models: list[str] = []
@@ -122,11 +122,6 @@ def at_two_angles(tables: dict[float, pd.DataFrame]) -> pd.DataFrame:
     return frame.assign(model=order)[["model", *columns]]
 
 
-def orientations(model: nn.Module) -> int:
-    """How many orientations each channel of the model's conv stages comes in (4 for C4, 8 for C8, else 1)."""
-    return feature_orientations(model)
-
-
 def channel_count(model: nn.Module, layer: str) -> int:
     """How many feature maps a conv stage outputs (C * n for a model with n orientations)."""
     return int(kernels(model, layer).shape[0])
@@ -134,7 +129,7 @@ def channel_count(model: nn.Module, layer: str) -> int:
 
 def channel_name(model: nn.Module, channel: int) -> str:
     """'channel 5', or for C4 models 'channel 1 at 90°' (channel c * n + r is channel c at r · 360/n degrees)."""
-    n = orientations(model)
+    n = feature_orientations(model)
     if n > 1:
         c, r = divmod(int(channel), n)
         return f"channel {c} at {r * 360 / n:g}°"

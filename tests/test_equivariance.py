@@ -12,7 +12,6 @@ from rotinv.equivariance import (
     equivariance_error,
     feature_orientations,
     layer_equivariance_errors,
-    nearest_quarter_turns,
     nearest_turns,
     rotate_then_convolve_vs_convolve_then_rotate,
 )
@@ -103,9 +102,9 @@ def test_all_zero_features_have_no_error():
     assert equivariance_error(lambda x: x * (x[..., 0, 0] > 5).float(), torch.ones(1, 28, 28), 90.0) == 0.0
 
 
-def test_nearest_quarter_turns():
+def test_nearest_turns():
     cases = {0: 0, 44: 0, 45: 1, 90: 1, 134: 1, 135: 2, 270: 3, 315: 0, 360: 0, -45: 0, -46: 3, -90: 3}
-    assert {d: nearest_quarter_turns(d) for d in cases} == cases
+    assert {d: nearest_turns(d, 4) for d in cases} == cases
     eighths = {0: 0, 22: 0, 23: 1, 45: 1, 90: 2, 315: 7, 338: 0, -22.5: 0, -23: 7}
     assert {d: nearest_turns(d, 8) for d in eighths} == eighths
 

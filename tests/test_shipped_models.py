@@ -197,3 +197,12 @@ def test_invariant_model_is_right_at_every_15_degrees_through_the_cli(name):
     assert sorted(rows) == EVERY_15_DEGREES
     worst = min(rows.values(), key=lambda row: row["accuracy"])
     assert worst["accuracy"] >= 0.990, worst
+
+
+def test_the_invariant_preset_is_the_shipped_c4cnn_recipe():
+    from rotinv.training import preset_config
+
+    training = load_checkpoint(SHIPPED / "c4cnn.pt")[1]["training"]
+    preset = preset_config("invariant")
+    for field in ("arch", "epochs", "learning_rate", "schedule", "augment", "batch_size", "label_smoothing"):
+        assert getattr(preset, field) == training[field], field
