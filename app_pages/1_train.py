@@ -19,7 +19,9 @@ from rotinv.models import count_parameters
 from rotinv.records import DEFAULT_ANGLES
 from rotinv.introspection import classifier_input
 from rotinv.report import CHECKPOINT_ANGLES, REPORT_TABLE1, REPORT_TABLE2, counted, table1, table2
-from rotinv.training import PRESETS, SCHEDULES, TrainConfig, estimate_seconds, preset_config, report_interval, train
+from rotinv.precision import PRECISIONS, describe as describe_precision
+from rotinv.training import (PRESETS, SCHEDULES, TrainConfig, choose_precision, estimate_seconds, preset_config,
+                             report_interval, train)
 
 SCRIPT_STARTED = time.perf_counter()  # this script run began: a click on Train is answered from here
 UPLOAD = "upload_checkpoint"
@@ -31,9 +33,11 @@ REDRAW_EVERY_S = 0.4  # the live training curves' least time between redraws
 # The form starts as a quick demo: one epoch of 10,000 images, ~80 steps at batch 128,
 # ends far above chance (87% upright with seed 0), where 2,000 images were 16 steps and 55%.
 QUICK_DEMO_IMAGES, QUICK_DEMO_EPOCHS = 10_000, 1
-PRESET_ESTIMATE = "preset_estimate"  # (preset name, config, images, seconds) timed when a preset was chosen
+PRESET_ESTIMATE = "preset_estimate"  # (preset name, config, images, seconds, precision) timed when a preset was chosen
 HELD_OUT_IMAGES = 1_000  # test images the live accuracy curve is measured on
 SCHEDULE_NAMES = {"cosine": "cosine decay", "onecycle": "one-cycle (warm-up, then decay)", "constant": "constant"}
+PRECISION_NAMES = {"fp32": "fp32 (float32)", "bf16": "bf16 autocast",
+                   "auto": "auto: bf16 if this server's CPU has it and it is faster"}
 # LeCun et al. (1998) give the original LeNet-5 "about 60,000" trainable parameters.
 CLASSIC_LENET5_PARAMETERS = 60_000
 
@@ -206,15 +210,18 @@ def choose_preset(name: str, limits) -> None:
     config = preset_config(name, epochs=min(int(PRESETS[name]["epochs"]), limits.max_epochs))
     st.session_state.update(train_arch=config.arch, train_size=size, train_epochs=config.epochs,
                             train_lr=config.learning_rate, train_schedule=config.schedule,
-                            train_batch=config.batch_size, train_augment=config.augment == "rotation")
-    st.session_state[PRESET_ESTIMATE] = (name, config, size, seconds_here(config, size))
+                            train_batch=config.batch_size, train_augment=config.augment == "rotation",
+                            train_precision=config.precision)
+    st.session_state[PRESET_ESTIMATE] = (name, config, size, *seconds_here(config, size))
 
 
-def seconds_here(config: TrainConfig, size: int) -> float:
-    """How long this training would take on this server now: a few of its steps, timed."""
+def seconds_here(config: TrainConfig, size: int) -> tuple[float, str]:
+    """How long this training would take on this server now (a few of its steps, timed), and
+    in which precision ("auto" settled the way the training will settle it)."""
     # Timing needs only images of the right shape, not the 188 MB training set.
     images, labels = torch.rand(8 * config.batch_size, 1, 28, 28), torch.randint(0, 10, (8 * config.batch_size,))
-    return estimate_seconds(config, images, labels, size)
+    choice = choose_precision(config, images, labels)
+    return estimate_seconds(config, images, labels, size, choice=choice), choice.reason
 
 
 PRESET_BUTTONS = {
@@ -234,13 +241,13 @@ def preset_buttons(limits) -> None:
                       help=about + " Sets the form; press Train to start.")
     chosen = st.session_state.get(PRESET_ESTIMATE)
     if chosen is not None:
-        name, config, size, seconds = chosen
+        name, config, size, seconds, precision = chosen
         minutes = f" (about {seconds / 60:,.0f} min)" if seconds >= 120 else ""
         augmented = ", rotation augmentation" if config.augment == "rotation" else ""
         st.caption(f"{PRESET_BUTTONS[name][0]}: {DESCRIPTIONS.get(config.arch, config.arch)}, "
                    f"{counted(size, 'image')} × {counted(config.epochs, 'epoch')}, one-cycle to "
-                   f"{config.learning_rate:g}{augmented}. About **{seconds:,.0f} s**{minutes} on this server now "
-                   "(a few steps timed just now); the progress bar then counts down.")
+                   f"{config.learning_rate:g}{augmented}, in {precision}. About **{seconds:,.0f} s**{minutes} on "
+                   "this server now (a few steps timed just now); the progress bar then counts down.")
 
 
 def training_form(limits) -> tuple[TrainConfig, int] | None:
@@ -251,7 +258,8 @@ def training_form(limits) -> tuple[TrainConfig, int] | None:
     # sets them from a callback, and a widget may not have both.
     for key, value in (("train_arch", architectures[0]), ("train_size", quick_demo_size(limits)), ("train_epochs", QUICK_DEMO_EPOCHS),
                        ("train_lr", TrainConfig.learning_rate), ("train_schedule", TrainConfig.schedule),
-                       ("train_batch", TrainConfig.batch_size), ("train_augment", False)):
+                       ("train_batch", TrainConfig.batch_size), ("train_augment", False),
+                       ("train_precision", TrainConfig.precision)):
         st.session_state.setdefault(key, value)
     with st.form("train_settings", border=True):
         arch = st.radio("Network", architectures, format_func=lambda a: DESCRIPTIONS.get(a, a), key="train_arch",
@@ -269,12 +277,16 @@ def training_form(limits) -> tuple[TrainConfig, int] | None:
                                help="Same seed and settings, same model.")
         augment = st.toggle("Rotation augmentation", key="train_augment",
                             help="Turn every training image by a random angle, so the network sees digits at all angles.")
+        precision = st.selectbox("Arithmetic", PRECISIONS, format_func=PRECISION_NAMES.get, key="train_precision",
+                                 help="bf16 multiplies in 16-bit floats where the CPU does so natively (AVX-512 BF16, "
+                                      "AMX): faster steps, the same accuracy in our measurements (BENCHMARKS.md).")
         submitted = st.form_submit_button("Train", type="primary", icon=":material/play_arrow:", key="train_button")
     if not submitted:
         return None
     try:
         config = TrainConfig(arch=arch, epochs=int(epochs), learning_rate=float(lr), batch_size=int(batch),
-                             seed=int(seed), augment="rotation" if augment else "none", schedule=schedule)
+                             seed=int(seed), augment="rotation" if augment else "none", schedule=schedule,
+                             precision=precision)
     except ValueError as error:
         st.error(str(error))
         return None
@@ -284,8 +296,10 @@ def training_form(limits) -> tuple[TrainConfig, int] | None:
 def run_training(config: TrainConfig, size: int, split, area) -> None:
     images = split.subset(size)
     total_steps = math.ceil(len(images) / config.batch_size) * config.epochs
+    precision = choose_precision(config, images.images, images.labels)  # "auto" settled before the model is made
     torch.manual_seed(config.seed)  # as rotinv.training.train does, so the same seed gives the same model
-    run = app_shared.TrainingRun(config, len(images), total_steps, build_model(config.arch))
+    run = app_shared.TrainingRun(config, len(images), total_steps, build_model(config.arch),
+                                 precision=precision.precision, precision_reason=precision.reason)
     st.session_state[app_shared.TRAINING_RUN] = run
     with area:
         st.button("Stop", icon=":material/stop:", key="stop_training",
@@ -314,7 +328,7 @@ def run_training(config: TrainConfig, size: int, split, area) -> None:
     run.idle.clear()
     try:
         train(images.images, images.labels, config, on_progress=on_progress, model=run.model,
-              report_every=report_interval(total_steps), should_stop=run.stop_requested.is_set,
+              report_every=report_interval(total_steps), should_stop=run.stop_requested.is_set, precision=precision,
               held_out=None if test is None else (test.images[:HELD_OUT_IMAGES], test.labels[:HELD_OUT_IMAGES]))
     finally:
         run.idle.set()
@@ -342,7 +356,7 @@ def show_last_run(run: app_shared.TrainingRun) -> None:
         st.warning(f"Stopped at step {run.steps_done:,} of {run.total_steps:,}: the model as trained so far "
                    f"is kept as **{entry.label}**.", icon=":material/stop_circle:")
     else:
-        st.success(f"Trained in {run.seconds:.1f} s ({counted(run.steps_done, 'step')}); "
+        st.success(f"Trained in {run.seconds:.1f} s ({counted(run.steps_done, 'step')} in {describe_precision(run.precision)}); "
                    f"{waited_for(run):.1f} s from your click to these results, measuring it on the test set "
                    f"included: **{entry.label}**. It is now the active model: its Tables 1 and 2 and its download "
                    "are at the top of this page.", icon=":material/check_circle:")
@@ -404,7 +418,7 @@ elif limits is not None:
     if request is not None:
         st.session_state[CLICKED] = SCRIPT_STARTED  # the wait for the results includes the queue
         chosen = st.session_state.get(PRESET_ESTIMATE)
-        expected = chosen[3] if chosen is not None and chosen[1:3] == request else seconds_here(*request)
+        expected = chosen[3] if chosen is not None and chosen[1:3] == request else seconds_here(*request)[0]
         app_shared.ask_to_train(*request, expected_s=expected)
     # At most ROTINV_MAX_CONCURRENT_TRAININGS train at once in this process; a further press
     # waits its turn in the queue, whose card (in the sidebar, on every page) starts it here.

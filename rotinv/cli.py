@@ -27,9 +27,10 @@ from rotinv.models import MNIST_MEAN, MNIST_STD, count_parameters
 from rotinv.records import (DEFAULT_ANGLES, LOSS_RELATIVE_TOLERANCE, MOVED_PREDICTIONS_TOLERANCE, check, cpu_kernels, cpu_model,
                             record)
 from rotinv.report import CHECKPOINT_ANGLES, counted, format_table, table1, table2
+from rotinv.precision import PRECISIONS
 from rotinv.rotation import INTERPOLATIONS
-from rotinv.training import (AUGMENTATIONS, PRESETS, SCHEDULES, TrainConfig, estimate_seconds, preset_config,
-                             train)
+from rotinv.training import (AUGMENTATIONS, PRESETS, SCHEDULES, TrainConfig, choose_precision, estimate_seconds,
+                             preset_config, train)
 
 
 def _angles(text: str) -> list[float]:
@@ -121,7 +122,7 @@ def command_train(args: argparse.Namespace) -> int:
     # Options left out take the preset's value, else TrainConfig's default.
     chosen = dict(arch=args.arch, epochs=args.epochs, learning_rate=args.lr, batch_size=args.batch_size,
                   seed=args.seed, augment=args.augment, schedule=args.schedule,
-                  label_smoothing=args.label_smoothing, device=args.device)
+                  label_smoothing=args.label_smoothing, precision=args.precision, device=args.device)
     if args.preset:
         config = preset_config(args.preset, **chosen)
     else:
@@ -133,10 +134,13 @@ def command_train(args: argparse.Namespace) -> int:
     print(f"Training {config.arch} on {len(train_split):,} images for {counted(config.epochs, 'epoch')}, "
           f"learning rate {config.learning_rate:g} ({config.schedule}), seed {config.seed}, "
           f"augmentation {config.augment}.", file=sys.stderr)
-    estimate = estimate_seconds(config, train_split.images, train_split.labels, len(train_split))
-    print(f"About {estimate:,.0f} s on this machine (a few steps timed just now).", file=sys.stderr)
+    choice = choose_precision(config, train_split.images, train_split.labels)
+    estimate = estimate_seconds(config, train_split.images, train_split.labels, len(train_split), choice=choice)
+    print(f"Precision: {choice.reason}. About {estimate:,.0f} s on this machine (a few steps timed just now).",
+          file=sys.stderr)
     total = -(-len(train_split) // config.batch_size) * config.epochs
-    result = train(train_split.images, train_split.labels, config, on_progress=_progress_bar(total))
+    result = train(train_split.images, train_split.labels, config, on_progress=_progress_bar(total),
+                   precision=choice)
     model = result.model.cpu()
     print("Measuring test loss and accuracy at " + ", ".join(f"{a}°" for a in CHECKPOINT_ANGLES),
           file=sys.stderr)
@@ -151,6 +155,7 @@ def command_train(args: argparse.Namespace) -> int:
                           "applied": "inside the model, as its first step"},
         "training": {**config.to_dict(), "optimizer": "Adam (fused kernel)", "preset": args.preset,
                      "lr_schedule": SCHEDULE_TEXT[config.schedule],
+                     "precision_used": result.precision, "precision_reason": result.precision_reason,
                      "loss": "cross-entropy", "epochs_completed": result.epochs_completed,
                      "final_epoch_train_loss": result.train_loss,
                      "final_epoch_train_accuracy": result.train_accuracy,
@@ -276,6 +281,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"learning rate (Adam; the peak of onecycle), default {TrainConfig.learning_rate:g}")
     p.add_argument("--schedule", choices=SCHEDULES, default=None, help=f"default {TrainConfig.schedule}")
     p.add_argument("--label-smoothing", type=_fraction, default=None, help="default 0 (none)")
+    p.add_argument("--precision", choices=PRECISIONS, default=None,
+                   help=f"default {TrainConfig.precision}; auto: bf16 autocast where the CPU has native bf16 "
+                        "and a few timed steps show it faster")
     p.add_argument("--batch-size", type=_bounded_int(1, 60000), default=None, help=f"default {TrainConfig.batch_size}")
     p.add_argument("--seed", type=_bounded_int(0, 2**31 - 1), default=None, help="default 0")
     p.add_argument("--train-size", type=_bounded_int(1, 60000), default=None,

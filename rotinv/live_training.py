@@ -46,6 +46,8 @@ class TrainingRun:
     model_key: str | None = None  # the session model's key once registered
     started: float = field(default_factory=time.perf_counter)
     seconds: float = 0.0
+    precision: str = "fp32"  # what the steps run in (config.precision "auto" settled before the first)
+    precision_reason: str = ""
     stop_requested: threading.Event = field(default_factory=threading.Event, repr=False, compare=False)
     idle: threading.Event = field(default_factory=_set_event, repr=False, compare=False)  # cleared while training
 
@@ -65,6 +67,8 @@ class TrainingRun:
                  f"seed {self.config.seed}"]
         if self.config.augment == "rotation":
             parts.insert(1, "rotation augmentation")
+        if self.precision != "fp32":
+            parts.insert(-1, self.precision)
         text = ", ".join(parts)
         if self.status == "stopped":
             text += f", stopped at step {self.steps_done:,}"
@@ -77,6 +81,7 @@ class TrainingRun:
             "training": {**self.config.to_dict(), "optimizer": "Adam",
                          "steps_completed": self.steps_done, "total_steps": self.total_steps,
                          "stopped_early": self.status == "stopped",
+                         "precision_used": self.precision, "precision_reason": self.precision_reason,
                          "final_epoch_train_loss": last.loss if last else float("nan"),
                          "final_epoch_train_accuracy": last.accuracy if last else float("nan"),
                          "seconds": round(self.seconds, 1)},

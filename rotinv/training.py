@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rotinv import precision as precisions
 from rotinv.architectures import build_model
 from rotinv.rotation import rotate_each
 
@@ -44,6 +45,9 @@ class TrainConfig:
     augment: str = "none"  # "rotation": every image turned by a uniform random angle in [0, 360)
     schedule: str = "cosine"  # one of SCHEDULES
     label_smoothing: float = 0.0  # cross-entropy's target smoothing, 0 for none
+    # "fp32"; "bf16" (autocast, channels-last); "auto": bf16 where the hardware has it and
+    # a few timed steps show it faster, else fp32 (see choose_precision).
+    precision: str = "fp32"
     device: str = "cpu"
 
     def __post_init__(self) -> None:
@@ -59,7 +63,9 @@ class TrainConfig:
 # at 3e-3 reached 99.09-99.22% for five seeds where the default recipe, cut to two epochs,
 # stops near 98.7% (docs/DESIGN.md, "The lecture preset").
 PRESETS: dict[str, dict[str, object]] = {
-    "lecture": {"epochs": 2, "learning_rate": 3e-3, "schedule": "onecycle"},
+    # "auto" precision: bf16 on a CPU that has it made these steps 1.4-1.6x as fast, at the
+    # same accuracy (docs/DESIGN.md, "bf16 training").
+    "lecture": {"epochs": 2, "learning_rate": 3e-3, "schedule": "onecycle", "precision": "auto"},
     # The punchline: a network right at every angle (models/c4cnn.json holds its sweep).
     # It names its architecture, and needs the turned digits it is trained on.
     "invariant": {"arch": "c4cnn", "epochs": 20, "learning_rate": 3e-3, "schedule": "onecycle",
@@ -91,6 +97,8 @@ def validate_train_config(config: TrainConfig) -> None:
         raise ValueError(f"learning rate must be > 0 and <= {MAX_LEARNING_RATE}, got {lr!r}.")
     if config.augment not in AUGMENTATIONS:
         raise ValueError(f"Unknown augmentation {config.augment!r}; choose one of: {', '.join(AUGMENTATIONS)}.")
+    if config.precision not in precisions.PRECISIONS:
+        raise ValueError(f"Unknown precision {config.precision!r}; choose one of: {', '.join(precisions.PRECISIONS)}.")
     if config.schedule not in SCHEDULES:
         raise ValueError(f"Unknown schedule {config.schedule!r}; choose one of: {', '.join(SCHEDULES)}.")
     smoothing = config.label_smoothing
@@ -155,6 +163,8 @@ class TrainResult:
     train_accuracy: float = float("nan")
     train_images: int = 0
     seconds: float = 0.0
+    precision: str = "fp32"  # what the steps ran in (config.precision "auto" resolved)
+    precision_reason: str = ""
 
 
 def upright_accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> float:
@@ -169,27 +179,70 @@ def upright_accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tenso
     return correct / max(1, len(images))
 
 
-def estimate_seconds(config: TrainConfig, images: torch.Tensor, labels: torch.Tensor, train_images: int,
-                     steps: int = 4) -> float:
-    """How long training on `train_images` images with `config` would take here: a few real steps, timed.
+# Untimed steps before the timed ones: oneDNN builds its kernels for each new shape and
+# number format in the first step or two (bf16's take longer to build than fp32's).
+WARM_UP_STEPS = 2
 
-    The steps run on a throwaway model after one untimed warm-up step (which sets up the
-    kernels), so the estimate includes this machine's load at this moment.
+
+def seconds_per_step(config: TrainConfig, images: torch.Tensor, labels: torch.Tensor, steps: int = 4) -> float:
+    """One optimiser step of `config` here and now: a few real steps on a throwaway model, timed.
+
+    The warm-up steps are left out, so the figure includes this machine's load at this
+    moment but not the one-off start-up.
     """
     steps = max(1, steps)
     batch = min(config.batch_size, len(images))
-    sample = replace(config, epochs=1)
-    needed = batch * (steps + 1)
-    index = torch.arange(needed) % len(images)
+    index = torch.arange(batch * (steps + WARM_UP_STEPS)) % len(images)
     timed: list[float] = []
+    train(images[index], labels[index], replace(config, epochs=1),
+          on_progress=lambda progress: timed.append(progress.seconds), report_every=1)
+    return (timed[-1] - timed[WARM_UP_STEPS - 1]) / steps  # from the end of the warm-up to the end of the last
 
-    def note(progress: Progress) -> None:
-        timed.append(progress.seconds)
 
-    train(images[index], labels[index], sample, on_progress=note, report_every=1)
-    per_step = (timed[-1] - timed[0]) / steps  # from the end of the warm-up step to the end of the last
-    steps_needed = math.ceil(train_images / config.batch_size) * config.epochs
-    return per_step * steps_needed
+@dataclass(frozen=True)
+class PrecisionChoice:
+    precision: str  # "fp32" or "bf16"
+    reason: str  # one sentence for the page, the CLI and the checkpoint's metadata
+    seconds_per_step: dict[str, float] = field(default_factory=dict)  # what was timed, by precision
+
+
+# bf16 must beat fp32 by this much in the timed steps: a tie is not worth the rounding.
+BF16_MIN_SPEEDUP = 1.05
+
+
+def choose_precision(config: TrainConfig, images: torch.Tensor, labels: torch.Tensor,
+                     steps: int = 6, rounds: int = 2) -> PrecisionChoice:
+    """What config.precision means here: as given, or for "auto" bf16 only where the device
+    has native bf16 and timed steps of both (interleaved, best of `rounds`) show it faster."""
+    if config.precision != "auto":
+        return PrecisionChoice(config.precision, f"{precisions.describe(config.precision)}, as asked")
+    device = resolve_device(config.device)
+    if not precisions.native_bf16(device):
+        return PrecisionChoice("fp32", f"fp32: this {device.type.upper()} has no native bf16 "
+                                       f"({' or '.join(precisions.BF16_CPU_FLAGS)})")
+    timed: dict[str, list[float]] = {"fp32": [], "bf16": []}
+    for _ in range(rounds):  # interleaved, so both see the same load
+        for name in timed:
+            timed[name].append(seconds_per_step(replace(config, precision=name), images, labels, steps))
+    best = {name: min(times) for name, times in timed.items()}
+    speedup = best["fp32"] / best["bf16"]
+    if speedup >= BF16_MIN_SPEEDUP:
+        return PrecisionChoice("bf16", f"bf16 autocast: {speedup:.2f}x the speed of fp32 in timed steps here", best)
+    return PrecisionChoice("fp32", f"fp32: bf16 ran at {speedup:.2f}x its speed in timed steps here", best)
+
+
+def estimate_seconds(config: TrainConfig, images: torch.Tensor, labels: torch.Tensor, train_images: int,
+                     steps: int = 4, choice: PrecisionChoice | None = None) -> float:
+    """How long training on `train_images` images with `config` would take here, from a few
+    timed steps (in the precision `choice` settled on, if given)."""
+    if choice is not None and choice.precision in choice.seconds_per_step:
+        per_step = choice.seconds_per_step[choice.precision]
+    else:
+        precision = choice.precision if choice is not None else config.precision
+        if precision == "auto":
+            precision = choose_precision(config, images, labels).precision
+        per_step = seconds_per_step(replace(config, precision=precision), images, labels, steps)
+    return per_step * math.ceil(train_images / config.batch_size) * config.epochs
 
 
 def resolve_device(device: str) -> torch.device:
@@ -212,6 +265,7 @@ def train(
     report_every: int = 20,
     model: nn.Module | None = None,
     held_out: tuple[torch.Tensor, torch.Tensor] | None = None,
+    precision: PrecisionChoice | None = None,
 ) -> TrainResult:
     """Train a model (a new one of config.arch, unless given) on images in [0, 1].
 
@@ -220,14 +274,19 @@ def train(
     there and returns the model as trained so far (stopped_early=True). With `held_out`
     (images, labels the model does not train on) every report also carries the model's
     upright accuracy on them; that time is not counted in the reports' seconds.
+    `precision` is config.precision already settled (choose_precision); for "auto" without
+    it, train() times a few steps of each first.
     """
     if len(images) != len(labels) or len(images) == 0:
         raise ValueError("Training needs as many labels as images, and at least one image.")
     device = resolve_device(config.device)
+    if precision is None or (config.precision != "auto" and precision.precision != config.precision):
+        precision = choose_precision(config, images, labels)
     torch.manual_seed(config.seed)  # initial weights
     if model is None:
         model = build_model(config.arch)
     model = model.to(device)
+    precisions.set_layout(model, precision.precision)
     shuffle_gen = torch.Generator().manual_seed(config.seed + 1)
     angle_gen = torch.Generator().manual_seed(config.seed + 2)
 
@@ -239,7 +298,8 @@ def train(
     # checkpoints were trained with it (see docs/DESIGN.md, "Training recipe").
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate, fused=True)
     scheduler = learning_rate_schedule(optimizer, config, total_steps)
-    result = TrainResult(model=model, config=config, train_images=len(images))
+    result = TrainResult(model=model, config=config, train_images=len(images),
+                         precision=precision.precision, precision_reason=precision.reason)
     started = time.perf_counter()
     step, images_seen = 0, 0
 
@@ -275,8 +335,9 @@ def train(
                 angles = torch.rand(len(index), generator=angle_gen) * 360.0
                 batch = rotate_each(batch, angles)
             batch, target = batch.to(device), target.to(device)
-            logits = model(batch)
-            loss = F.cross_entropy(logits, target, label_smoothing=config.label_smoothing)
+            with precisions.autocast(precision.precision, device):
+                logits = model(batch)
+                loss = F.cross_entropy(logits, target, label_smoothing=config.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -296,5 +357,6 @@ def train(
             break
         result.epochs_completed = epoch
     result.seconds = time.perf_counter() - started
+    precisions.set_layout(model, "fp32")
     model.eval()
     return result

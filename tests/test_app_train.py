@@ -16,6 +16,7 @@ from rotinv.admission import QUEUE_PHRASE
 from rotinv.limits import (MAX_CONCURRENT_TRAININGS_ENV, TrainingLimits, kept_after_adding, train_size_choices,
                            training_limits)
 from rotinv.report import REPORT_TABLE1
+from rotinv.precision import describe as describe_precision
 from rotinv.training import Progress, TrainConfig, train
 
 
@@ -77,7 +78,7 @@ def test_training_through_the_button_keeps_the_model_in_this_session_only(new_ap
     finished = next(message.value for message in at.success if message.value.startswith("Trained in"))
     trained, waited = (float(seconds) for seconds in re.findall(r"([0-9.]+) s\b", finished))
     assert 0 < trained <= waited  # the wait from the click includes the training and the measuring after it
-    assert f"({run.total_steps} steps)" in finished
+    assert f"({run.total_steps} steps in fp32)" in finished
     # the app never writes into models/: the shipped files are exactly as they were
     assert {path.name: path.read_bytes() for path in models_dir.iterdir()} == before
 
@@ -233,7 +234,9 @@ def test_the_lecture_preset_sets_the_form_says_what_it_costs_and_trains_with_its
     assert at.number_input(key="train_epochs").value == lecture["epochs"]
     assert at.select_slider(key="train_lr").value == lecture["learning_rate"]
     assert at.selectbox(key="train_schedule").value == lecture["schedule"]
+    assert at.selectbox(key="train_precision").value == lecture["precision"] == "auto"
     note = next(c.value for c in at.caption if c.value.startswith("Lecture preset:"))
+    assert re.search(r", in (fp32|bf16)[ :]", note)  # what "auto" settled on, on this server
     seconds = float(re.search(r"About \*\*([0-9,]+) s\*\*", note).group(1).replace(",", ""))
     assert seconds > 0
 
@@ -246,6 +249,9 @@ def test_the_lecture_preset_sets_the_form_says_what_it_costs_and_trains_with_its
     assert (run.config.learning_rate, run.config.schedule) == (lecture["learning_rate"], lecture["schedule"])
     metadata = at.session_state[app_shared.SESSION_MODELS][run.model_key].metadata["training"]
     assert (metadata["learning_rate"], metadata["schedule"]) == (lecture["learning_rate"], lecture["schedule"])
+    assert metadata["precision"] == "auto" and metadata["precision_used"] == run.precision in ("fp32", "bf16")
+    finished = next(message.value for message in at.success if message.value.startswith("Trained in"))
+    assert f"steps in {describe_precision(run.precision)})" in finished
     # the live accuracy curve has the held-out points, and they are the model's upright accuracy
     held_out = [progress.held_out_accuracy for progress in run.history]
     assert all(a is not None for a in held_out) and held_out[-1] > 0.5

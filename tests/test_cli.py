@@ -87,5 +87,7 @@ def test_train_with_the_lecture_preset_records_its_recipe(tmp_path):
     assert training["preset"] == "lecture" and training["epochs"] == 1 and training["seed"] == 2  # given: kept
     assert (training["learning_rate"], training["schedule"]) == (lecture["learning_rate"], lecture["schedule"])
     assert training["lr_schedule"].startswith("one-cycle")
+    assert training["precision"] == "auto" and training["precision_used"] in ("fp32", "bf16")
+    assert training["precision_reason"].startswith(training["precision_used"])
     bad = run_cli("train", "--preset", "exam", "--out", str(out))
     assert bad.returncode == 2 and "invalid choice: 'exam'" in bad.stderr

@@ -72,6 +72,7 @@ def test_a_stop_between_reports_is_reported_with_the_step_it_happened_at(small_t
     ("epochs", 0, "epochs"), ("epochs", 10_000, "epochs"), ("batch_size", -1, "batch size"),
     ("learning_rate", 0.0, "learning rate"), ("learning_rate", float("nan"), "learning rate"),
     ("arch", "vgg", "Unknown architecture"), ("augment", "flip", "augmentation"), ("seed", -3, "seed"),
+    ("precision", "fp16", "Unknown precision 'fp16'; choose one of: fp32, bf16, auto"),
 ])
 def test_bad_settings_are_clear_value_errors(field, value, message):
     with pytest.raises(ValueError, match=message):
@@ -118,7 +119,7 @@ def test_the_lecture_preset_sets_its_recipe_and_yields_to_what_is_given():
     from rotinv.training import PRESETS, preset_config
 
     lecture = preset_config("lecture")
-    assert (lecture.epochs, lecture.learning_rate, lecture.schedule) == (2, 3e-3, "onecycle")
+    assert (lecture.epochs, lecture.learning_rate, lecture.schedule, lecture.precision) == (2, 3e-3, "onecycle", "auto")
     assert lecture.batch_size == TrainConfig.batch_size and lecture.arch == "lenet5"
     mine = preset_config("lecture", epochs=1, seed=7, learning_rate=None)
     assert (mine.epochs, mine.seed, mine.learning_rate) == (1, 7, PRESETS["lecture"]["learning_rate"])
@@ -187,3 +188,50 @@ def test_held_out_accuracy_rides_along_without_changing_the_training(data_root):
     assert watched.history[1].seconds_left() == pytest.approx(watched.history[1].seconds * 6 / 4)
     estimate = estimate_seconds(config, train_split.images, train_split.labels, train_images=60_000)
     assert 0 < estimate < float("inf")
+
+
+# --- precision: bf16 autocast where the hardware has it ------------------------------------------
+
+
+def test_bf16_training_is_repeatable_learns_as_fp32_does_and_hands_back_a_standard_layout(small_train, test_split):
+    subset = small_train.subset(320)
+    repeat = TrainConfig(epochs=1, batch_size=64, seed=3, precision="bf16")
+    first = train(subset.images, subset.labels, repeat).model.state_dict()
+    second = train(subset.images, subset.labels, repeat).model.state_dict()
+    assert all(torch.equal(first[k], second[k]) for k in first)
+    assert all(w.is_contiguous() for w in first.values())  # channels-last only while training
+
+    # the short training above, in both: bf16 really ran (it rounds otherwise) and learns as well
+    config = TrainConfig(epochs=2, batch_size=32, seed=0, precision="bf16")
+    bf16, fp32 = (train(small_train.images, small_train.labels, replace(config, precision=p)) for p in ("bf16", "fp32"))
+    assert (bf16.precision, fp32.precision) == ("bf16", "fp32")
+    assert not torch.equal(bf16.model.conv3.weight, fp32.model.conv3.weight)
+    accuracy = {r.precision: evaluate(r.model, test_split.images[:2000], test_split.labels[:2000]).accuracy
+                for r in (bf16, fp32)}
+    assert accuracy["bf16"] > 0.80 and abs(accuracy["bf16"] - accuracy["fp32"]) < 0.03, accuracy
+
+
+def test_auto_precision_is_fp32_without_native_bf16_and_bf16_only_where_it_is_faster(small_train, monkeypatch):
+    import rotinv.precision
+    import rotinv.training as training
+
+    subset = small_train.subset(256)
+    auto = TrainConfig(precision="auto")
+    monkeypatch.setattr(rotinv.precision, "cpu_flags", lambda: frozenset({"avx2", "avx512f"}))
+    timed = []
+    monkeypatch.setattr(training, "seconds_per_step", lambda config, *a, **k: timed.append(config.precision) or 1.0)
+    choice = training.choose_precision(auto, subset.images, subset.labels)
+    assert choice.precision == "fp32" and "no native bf16" in choice.reason and timed == []  # nothing to time
+
+    monkeypatch.setattr(rotinv.precision, "cpu_flags", lambda: frozenset({"avx512f", "avx512_bf16"}))
+    for fp32_s, bf16_s, expected in ((0.020, 0.012, "bf16"), (0.020, 0.0195, "fp32"), (0.010, 0.020, "fp32")):
+        times = {"fp32": fp32_s, "bf16": bf16_s}
+        monkeypatch.setattr(training, "seconds_per_step", lambda config, *a, **k: times[config.precision])
+        choice = training.choose_precision(auto, subset.images, subset.labels)
+        assert choice.precision == expected, (times, choice)
+        assert f"{fp32_s / bf16_s:.2f}x" in choice.reason
+    # train() settles "auto" the same way, and says what it ran in
+    result = train(subset.images, subset.labels, replace(auto, epochs=1))
+    assert (result.precision, result.config.precision) == ("fp32", "auto") and "0.50x" in result.precision_reason
+    # an explicit precision is used as asked, with no timing
+    assert training.choose_precision(replace(auto, precision="bf16"), subset.images, subset.labels).precision == "bf16"
