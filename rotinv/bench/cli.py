@@ -26,6 +26,7 @@ from rotinv.bench.threads import threading_notes
 from rotinv.bench.fastpaths import fast_path_rows
 from rotinv.bench.recipes import recipe_rows
 from rotinv.bench.training import training_profile, training_rows
+from rotinv.bench.variants import variant_rows
 
 T = TypeVar("T")
 
@@ -50,7 +51,8 @@ def run(bench: Bench) -> Report:
               f"{'quick' if bench.settings.quick else 'full'}")
     report.add(flops_row(bench.flops, bench.macs_by_layer))
     # The sweep first: the notebook baseline is compared with it.
-    for rows in (sweep_rows, fast_path_rows, baseline_rows, interactive_rows, training_rows, recipe_rows, app_rows):
+    for rows in (sweep_rows, fast_path_rows, baseline_rows, interactive_rows, training_rows, variant_rows, recipe_rows,
+                 app_rows):
         report.add(*attempt(rows, bench, report, []))
     if bench.settings.profile:
         for profile in (sweep_profile, training_profile):

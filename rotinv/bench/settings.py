@@ -47,9 +47,10 @@ SPEEDUP_TARGET = 10.0
 REPEAT_TARGET_S = 0.1
 INTERACTIVE_P95_TARGET_MS = 30.0
 TRAINING_ROOFLINE_TARGET = 0.50
+TRAINING_ROOFLINE_TARGET_AVX512 = 0.80  # issue #14, where the CPU has AVX-512
 COLD_START_TARGET_S = 3.0
 RSS_TARGET_BYTES = 1_000_000_000
-BF16_ACCURACY_TOLERANCE = 0.001  # 0.1 percentage points, at every angle
+BF16_ACCURACY_TOLERANCE = 0.001  # 0.1 percentage points: at every angle (sweep), upright (training)
 
 # Every row the table has, in order; the test checks that each is printed.
 ROW_LABELS = (
@@ -64,7 +65,9 @@ ROW_LABELS = (
     "interactive",
     "training",
     "training at batch 64",
+    "training variants",
     "epochs to 99% upright",
+    "bf16 training accuracy",
     *(f"cold start: {title}" for title, _ in PAGES),
     *(f"new visitor: {title}" for title, _ in PAGES),
     "peak RSS, all pages",
@@ -89,6 +92,9 @@ class Settings:
     recipe_seeds: tuple[int, ...]  # the epochs-to-99% comparison trains each recipe once per seed
     recipe_train_images: int | None  # None: all 60,000
     recipe_epochs: int | None  # None: each recipe's own epochs
+    variant_steps: int  # training variants: steps per round
+    variant_rounds: int
+    compile_variants: bool  # time torch.compile too (compiling takes ~20 s)
 
 
 FULL = Settings(quick=False, test_images=None, angles=SWEEP_ANGLES,
@@ -96,10 +102,12 @@ FULL = Settings(quick=False, test_images=None, angles=SWEEP_ANGLES,
                 bf16_images=1000, bf16_angles=(0.0, 15.0, 45.0, 90.0, 135.0, 200.0),
                 interactive_runs=200, train_images=None, matmul_size=2048, matmul_repeats=4,
                 cold_pages=tuple(title for title, _ in PAGES), profile=True,
-                recipe_seeds=(0, 1, 2), recipe_train_images=None, recipe_epochs=None)
+                recipe_seeds=(0, 1, 2), recipe_train_images=None, recipe_epochs=None,
+                variant_steps=40, variant_rounds=3, compile_variants=True)
 QUICK = Settings(quick=True, test_images=500, angles=(0.0, 15.0),
                  baseline_images=500, baseline_angles=(15.0,),
                  bf16_images=200, bf16_angles=(15.0,),
                  interactive_runs=20, train_images=640, matmul_size=1024, matmul_repeats=2,
                  cold_pages=PAGES[0][:1], profile=False,  # the default page only
-                 recipe_seeds=(0,), recipe_train_images=512, recipe_epochs=1)
+                 recipe_seeds=(0,), recipe_train_images=512, recipe_epochs=1,
+                 variant_steps=3, variant_rounds=1, compile_variants=False)
