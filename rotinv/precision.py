@@ -58,7 +58,10 @@ def set_layout(model: nn.Module, precision: str) -> None:
     layout = torch.channels_last if precision == "bf16" else torch.contiguous_format
     for parameter in model.parameters():
         if parameter.dim() == 4:
-            parameter.data = parameter.data.contiguous(memory_format=layout)
+            # .to, not .contiguous: a one-channel filter bank (conv1's) is "contiguous" in
+            # both layouts, and only .to gives it channels-last strides, which is what makes
+            # oneDNN run the first convolution, and so all that follow, channels-last.
+            parameter.data = parameter.data.to(memory_format=layout)
 
 
 def describe(precision: str) -> str:

@@ -73,7 +73,7 @@ def test_a_full_run_fills_every_section_of_the_template():
                         "## Threading on this shared machine (same run, fresh processes, 3,000 images at 15 degrees)",
                         "## Profiles (torch.profiler, this run)", "## What limits the missed targets, and what was tried",
                         "### training", "## Changes made for speed", "## Settings"]
-    assert "a limit\n\nSmall convolutions:" in text  # the run's note, then the template's explanation
+    assert "a limit\n\nThe row trains in the precision" in text  # the run's note, then the template's explanation
     assert "$" not in text and "<!--" not in text
 
 

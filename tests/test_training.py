@@ -200,6 +200,10 @@ def test_bf16_training_is_repeatable_learns_as_fp32_does_and_hands_back_a_standa
     second = train(subset.images, subset.labels, repeat).model.state_dict()
     assert all(torch.equal(first[k], second[k]) for k in first)
     assert all(w.is_contiguous() for w in first.values())  # channels-last only while training
+    from rotinv.precision import set_layout
+    model = build_model("lenet5")
+    set_layout(model, "bf16")  # conv1's one-channel bank too: it decides the layout the rest run in
+    assert all(conv.weight.stride()[1] == 1 for conv in (model.conv1, model.conv2, model.conv3))
 
     # the short training above, in both: bf16 really ran (it rounds otherwise) and learns as well
     config = TrainConfig(epochs=2, batch_size=32, seed=0, precision="bf16")

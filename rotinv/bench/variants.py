@@ -69,8 +69,6 @@ class Trainer:
         for step in range(count):
             start = step * BATCH % (len(self.images) - BATCH + 1)
             batch, target = self.images[start:start + BATCH], self.labels[start:start + BATCH]
-            if self.variant.channels_last:
-                batch = batch.contiguous(memory_format=torch.channels_last)
             cast = torch.autocast("cpu", dtype=torch.bfloat16) if self.variant.bf16 else contextlib.nullcontext()
             with cast:
                 loss = F.cross_entropy(self.forward(batch), target)
