@@ -153,19 +153,23 @@ def test_one_cycle_warms_up_over_a_quarter_then_decays():
 
 
 def test_the_new_recipe_beats_the_old_at_the_same_number_of_steps(data_root):
-    """Two epochs of 6,000 images (94 steps) for each recipe, same seeds: one-cycle at 3e-3 learns more."""
+    """Two epochs of 6,000 images (94 steps) for each recipe, same seeds: one-cycle at 3e-3 learns more,
+    in either arithmetic its "auto" can settle on (named here, so the test does not depend on timing)."""
     from rotinv.training import preset_config
 
     train_split = load_mnist(True, data_root, download=False).subset(6_000)
     test_split = load_mnist(False, data_root, download=False).subset(2_000)
     scores = {}
-    for name, config in (("old", TrainConfig(epochs=2)), ("lecture", preset_config("lecture"))):
+    lecture = preset_config("lecture")
+    for name, config in (("old", TrainConfig(epochs=2)), ("lecture", replace(lecture, precision="fp32")),
+                         ("lecture in bf16", replace(lecture, precision="bf16"))):
         accuracies = []
         for seed in (0, 1):
             model = train(train_split.images, train_split.labels, replace(config, seed=seed)).model
             accuracies.append(evaluate(model, test_split.images, test_split.labels).accuracy)
         scores[name] = sum(accuracies) / len(accuracies)
     assert scores["lecture"] > scores["old"] + 0.02, scores  # measured: 93.6% against 87.8%
+    assert scores["lecture in bf16"] > scores["old"] + 0.02, scores
 
 
 def test_held_out_accuracy_rides_along_without_changing_the_training(data_root):
