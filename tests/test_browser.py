@@ -275,7 +275,7 @@ def test_every_page_reads_whole_at_this_width(app_url, browser, width):
         assert_reads_whole(tab, where)
         if width == min(WIDTHS):  # the quick demo, once: the form's own settings
             tab.get_by_test_id("stBaseButton-primaryFormSubmit").click()
-            finished = tab.get_by_text(re.compile(r"^Trained in [0-9.]+ s \(\d+ steps\); [0-9.]+ s from your click"))
+            finished = tab.get_by_text(re.compile(r"^Trained in [0-9.]+ s \(\d+ steps in fp32\); [0-9.]+ s from your click"))
             expect(finished).to_be_visible(timeout=FIRST_LOAD_MS)
             settle(tab)
             trained, waited = (float(n) for n in re.findall(r"([0-9.]+) s\b", finished.inner_text()))
