@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
+from typing import Iterator
 
 import torch
 from torch import nn
@@ -52,8 +53,8 @@ def set_layout(model: nn.Module, precision: str) -> None:
     """Channels-last 4-D weights for bf16, the standard layout otherwise (in place, values unchanged).
 
     Only 4-D parameters are touched: the group convolutions keep 5-D filter banks, which
-    have no channels-last form. Call it before the optimiser is built, and with "fp32"
-    after training, so a saved or inspected model is laid out as usual.
+    have no channels-last form. The parameters stay the same objects (only their storage
+    changes), so an optimiser built before still holds them.
     """
     layout = torch.channels_last if precision == "bf16" else torch.contiguous_format
     for parameter in model.parameters():
@@ -62,6 +63,16 @@ def set_layout(model: nn.Module, precision: str) -> None:
             # both layouts, and only .to gives it channels-last strides, which is what makes
             # oneDNN run the first convolution, and so all that follow, channels-last.
             parameter.data = parameter.data.to(memory_format=layout)
+
+
+@contextlib.contextmanager
+def laid_out_for(model: nn.Module, precision: str) -> Iterator[None]:
+    """The model in `precision`'s layout inside the block, in the standard one after it (even on an exception)."""
+    set_layout(model, precision)
+    try:
+        yield
+    finally:
+        set_layout(model, "fp32")
 
 
 def describe(precision: str) -> str:

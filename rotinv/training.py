@@ -286,7 +286,6 @@ def train(
     if model is None:
         model = build_model(config.arch)
     model = model.to(device)
-    precisions.set_layout(model, precision.precision)
     shuffle_gen = torch.Generator().manual_seed(config.seed + 1)
     angle_gen = torch.Generator().manual_seed(config.seed + 2)
 
@@ -320,43 +319,45 @@ def train(
             on_progress(progress)
 
     model.train()
-    for epoch in range(1, config.epochs + 1):
-        order = torch.randperm(len(images), generator=shuffle_gen)
-        loss_sum, correct, seen = 0.0, 0, 0
-        for start in range(0, len(images), config.batch_size):
-            if should_stop is not None and should_stop():
-                result.stopped_early = True
-                if seen and (not result.history or result.history[-1].step != step):
-                    report()  # one last report, so the caller knows exactly how far the model got
+    # Channels-last weights for bf16 only while training, however the loop ends (a Stop
+    # interrupts it from on_progress), so the model is handed back laid out as usual.
+    with precisions.laid_out_for(model, precision.precision):
+        for epoch in range(1, config.epochs + 1):
+            order = torch.randperm(len(images), generator=shuffle_gen)
+            loss_sum, correct, seen = 0.0, 0, 0
+            for start in range(0, len(images), config.batch_size):
+                if should_stop is not None and should_stop():
+                    result.stopped_early = True
+                    if seen and (not result.history or result.history[-1].step != step):
+                        report()  # one last report, so the caller knows exactly how far the model got
+                    break
+                index = order[start : start + config.batch_size]
+                batch, target = images[index], labels[index]
+                if config.augment == "rotation":
+                    angles = torch.rand(len(index), generator=angle_gen) * 360.0
+                    batch = rotate_each(batch, angles)
+                batch, target = batch.to(device), target.to(device)
+                with precisions.autocast(precision.precision, device):
+                    logits = model(batch)
+                    loss = F.cross_entropy(logits, target, label_smoothing=config.label_smoothing)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                if scheduler is not None:
+                    scheduler.step()
+                step += 1
+                loss_sum += loss.item() * len(index)
+                correct += int((logits.argmax(1) == target).sum())
+                seen += len(index)
+                images_seen += len(index)
+                if step % report_every == 0 or start + len(index) >= len(images):
+                    report()
+            if seen:
+                result.train_loss, result.train_accuracy = loss_sum / seen, correct / seen
+            result.steps_completed = step
+            if result.stopped_early:
                 break
-            index = order[start : start + config.batch_size]
-            batch, target = images[index], labels[index]
-            if config.augment == "rotation":
-                angles = torch.rand(len(index), generator=angle_gen) * 360.0
-                batch = rotate_each(batch, angles)
-            batch, target = batch.to(device), target.to(device)
-            with precisions.autocast(precision.precision, device):
-                logits = model(batch)
-                loss = F.cross_entropy(logits, target, label_smoothing=config.label_smoothing)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            if scheduler is not None:
-                scheduler.step()
-            step += 1
-            loss_sum += loss.item() * len(index)
-            correct += int((logits.argmax(1) == target).sum())
-            seen += len(index)
-            images_seen += len(index)
-            if step % report_every == 0 or start + len(index) >= len(images):
-                report()
-        if seen:
-            result.train_loss, result.train_accuracy = loss_sum / seen, correct / seen
-        result.steps_completed = step
-        if result.stopped_early:
-            break
-        result.epochs_completed = epoch
+            result.epochs_completed = epoch
     result.seconds = time.perf_counter() - started
-    precisions.set_layout(model, "fp32")
     model.eval()
     return result

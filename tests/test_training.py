@@ -209,6 +209,13 @@ def test_bf16_training_is_repeatable_learns_as_fp32_does_and_hands_back_a_standa
     set_layout(model, "bf16")  # conv1's one-channel bank too: it decides the layout the rest run in
     assert all(conv.weight.stride()[1] == 1 for conv in (model.conv1, model.conv2, model.conv3))
 
+    def interrupt(progress) -> None:  # what a Stop on the page does: an exception from on_progress
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(subset.images, subset.labels, repeat, model=model, on_progress=interrupt, report_every=1)
+    assert all(w.is_contiguous() and (w.dim() != 4 or w.stride()[1] != 1) for w in model.state_dict().values())
+
     # the short training above, in both: bf16 really ran (it rounds otherwise) and learns as well
     config = TrainConfig(epochs=2, batch_size=32, seed=0, precision="bf16")
     bf16, fp32 = (train(small_train.images, small_train.labels, replace(config, precision=p)) for p in ("bf16", "fp32"))
