@@ -12,7 +12,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 import streamlit as st
 from torch import nn
@@ -286,6 +286,43 @@ def _session_open(sid: str) -> bool:
     if not runtime.exists():  # AppTest runs pages without a server: its sessions never close
         return True
     return runtime.get_instance().is_active_session(sid)
+
+
+# --- page parts: named fragments that a widget reruns alone --------------------------------------
+# A widget's callback reruns only the named parts it affects (st.rerun(scope=[keys])); the
+# rest of the page, the sidebar included, stays on screen as it was. A part reads what it
+# shows from st.session_state, never from values the full run computed before it: a
+# part-only rerun does not run the code around it.
+_PENDING = "_pending_widget_value:"
+
+
+def page_part(key: str) -> Callable[[Callable], Callable]:
+    """Decorator: a named fragment (st.fragment(key=key)) that rerun_parts() can rerun."""
+    return lambda func: st.fragment(func, key=key)
+
+
+def rerun_parts(keys: Sequence[str]) -> None:
+    """From a widget's callback: rerun only these named page parts, not the whole page."""
+    st.rerun(scope=list(keys))
+
+
+def set_widget_later(key: str, value: Any) -> None:
+    """From a callback that then calls rerun_parts(): give the widget `key` this value.
+
+    Setting st.session_state[key] in the callback is not enough there: the callback runs in
+    a run that the parts' rerun replaces, so the widget is redrawn without telling the
+    browser its new value (no set_value), the browser keeps showing the old one and sends
+    it back with the next change, which Streamlit takes as the student's own edit: the
+    page jumps back to the old digit (the load harness saw sessions shown test images
+    they had not chosen). take_widget_value() sets it in the part's own run instead.
+    """
+    st.session_state[_PENDING + key] = value
+
+
+def take_widget_value(key: str) -> None:
+    """Before drawing the widget `key`: apply a value set_widget_later() left for it."""
+    if _PENDING + key in st.session_state:
+        st.session_state[key] = st.session_state.pop(_PENDING + key)
 
 
 def training_admission() -> Admission:

@@ -108,8 +108,43 @@ fingerprint = entry.fingerprint or f"id{id(model)}"
 layers = insp.conv_layer_names(model)
 
 
-def set_angle(degrees: int) -> None:
-    st.session_state[ANGLE] = degrees
+DRAWN = "inside_drawn_image"  # the canvas's digit, as the model gets it (None: nothing drawn yet)
+kernel_pics = kernel_pictures(fingerprint, model)
+
+
+# --- what a change reruns ---------------------------------------------------------------------------------
+# Turning the digit or picking another reruns only the parts that show it (named fragments,
+# app_shared.page_part, rerun from the widgets' callbacks); the title, the kernels, the
+# explanations and the sidebar stay on screen as they are. The parts read the digit and
+# the angle from session state (current_digit, current_views), never from this full
+# run's variables: a part-only rerun does not run the code around it.
+
+
+def digit_parts() -> list[str]:
+    """The parts that show the digit or its angle."""
+    return ["inside_seen", "inside_odds", *(f"inside_maps_{layer}" for layer in layers),
+            *(f"inside_close_{layer}" for layer in layers if kernel_pics[layer]["shape"][1] > 1), "inside_lens"]
+
+
+def current_digit() -> tuple[torch.Tensor | None, str]:
+    """The digit chosen (or drawn) now, and how the page names it."""
+    if st.session_state.get(SOURCE, TEST_IMAGE) != TEST_IMAGE:
+        image = st.session_state.get(DRAWN)
+        return image, "Your drawing, as the model gets it." if image is not None else ""
+    split = app_shared.mnist_split(train=False)
+    if split is None:
+        return None, ""
+    index = min(int(st.session_state[INDEX]), len(split) - 1)
+    return split.images[index], f"Test image {index}, labelled **{int(split.labels[index])}**."
+
+
+def current_views() -> dict | None:
+    """look() at the current digit and angle (cached: every part that shows it shares one computation)."""
+    image, _ = current_digit()
+    if image is None:
+        return None
+    return look(fingerprint, insp.image_digest(image), int(st.session_state[ANGLE]),
+                bool(st.session_state.get(TURN_BACK, False)), model, image)
 
 
 # The four numbered sections in one row that wraps: side by side on a wide screen (the
@@ -117,30 +152,35 @@ def set_angle(degrees: int) -> None:
 # Section 1 is never narrower than the 280 px canvas.
 choose, turn, seen, odds = app_layout.row("inside_sections", [CANVAS_SIZE + 10, 200, 360, 300], [1, 0.7, 1.3, 1.2])
 
+
 # 1. The digit ---------------------------------------------------------------------------------------------------
-image: torch.Tensor | None = None
-label_text = ""
+@app_shared.page_part("inside_choose")
+def test_image_picker() -> None:
+    split = app_shared.mnist_split(train=False)
+    parts = ["inside_choose", *digit_parts()]
+
+    def random_test_digit(label: int | None) -> None:
+        app_shared.set_widget_later(INDEX, insp.pick_index(split.labels, label))
+        app_shared.rerun_parts(parts)
+
+    app_shared.take_widget_value(INDEX)
+    st.number_input(f"Test image (0–{len(split) - 1})", min_value=0, max_value=len(split) - 1, step=1,
+                    key=INDEX, on_change=app_shared.rerun_parts, args=(parts,))
+    with st.container(horizontal=True, gap="small"):
+        st.button("Random 4", on_click=random_test_digit, args=(4,), width="stretch",
+                  help="A random test digit labelled 4, as in the report.")
+        st.button("Random digit", on_click=random_test_digit, args=(None,), width="stretch")
+
+
 with choose:
     st.subheader("1 · Choose a digit")
     source = st.radio("Input", [TEST_IMAGE, DRAWING], horizontal=True, key=SOURCE, label_visibility="collapsed")
     if source == TEST_IMAGE:
-        split = app_shared.mnist_split(train=False)
-        if split is None:
+        if app_shared.mnist_split(train=False) is None:
             st.warning(f"No test images to show. {app_shared.data_problem()}", icon=":material/database:")
             st.info("Choose **Draw a digit** instead: the canvas and the kernels work without MNIST.")
         else:
-            def random_test_digit(label: int | None) -> None:
-                st.session_state[INDEX] = insp.pick_index(split.labels, label)
-
-            st.number_input(f"Test image (0–{len(split) - 1})", min_value=0, max_value=len(split) - 1, step=1,
-                            key=INDEX)
-            with st.container(horizontal=True, gap="small"):
-                st.button("Random 4", on_click=random_test_digit, args=(4,), width="stretch",
-                          help="A random test digit labelled 4, as in the report.")
-                st.button("Random digit", on_click=random_test_digit, args=(None,), width="stretch")
-            index = min(int(st.session_state[INDEX]), len(split) - 1)
-            image = split.images[index]
-            label_text = f"Test image {index}, labelled **{int(split.labels[index])}**."
+            test_image_picker()
     else:
         from streamlit_drawable_canvas import st_canvas  # only importable inside a running app
 
@@ -154,79 +194,103 @@ with choose:
                    "of the canvas toolbar. The drawing is cropped, scaled to 20 px and centred by its centre "
                    "of mass in 28×28, as MNIST was made.")
         drawing = result.image_data
+        st.session_state[DRAWN] = None
         if drawing is None:
             st.info("Draw a digit on the black canvas to see what the network makes of it.")
         else:
             try:
-                image = preprocess_drawing(drawing)
-                label_text = "Your drawing, as the model gets it."
+                st.session_state[DRAWN] = preprocess_drawing(drawing)
             except EmptyDrawingError as error:
                 st.info(f"{error} Draw a digit on the black canvas to see what the network makes of it.")
+image, _ = current_digit()
+
 
 # 2. The rotation ------------------------------------------------------------------------------------------------
-with turn:
-    st.subheader("2 · Turn it")
-    st.slider("Rotation (degrees, counter-clockwise)", min_value=0, max_value=360, step=1, key=ANGLE)
+@app_shared.page_part("inside_turn")
+def turn_controls() -> None:
+    parts = ["inside_turn", *digit_parts()]
+
+    def set_angle(degrees: int) -> None:
+        app_shared.set_widget_later(ANGLE, degrees)
+        app_shared.rerun_parts(parts)
+
+    app_shared.take_widget_value(ANGLE)
+    st.slider("Rotation (degrees, counter-clockwise)", min_value=0, max_value=360, step=1, key=ANGLE,
+              on_change=app_shared.rerun_parts, args=(parts,))
     with st.container(horizontal=True, gap="small"):
         for quick in QUICK_ANGLES:
             st.button(f"{quick}°", key=f"inside_quick_{quick}", on_click=set_angle, args=(quick,))
+
+
+with turn:
+    st.subheader("2 · Turn it")
+    turn_controls()
     st.caption("Only the 28×28 input is turned (quarter turns exactly, other angles with bilinear "
                "interpolation); a drawing on the canvas stays as you drew it.")
-degrees = int(st.session_state[ANGLE])
+
 
 # 3. What the model sees, and what it says ----------------------------------------------------------------------
-views = None
-with seen:
-    st.subheader("3 · What the model sees")
-    if image is None:
+@app_shared.page_part("inside_seen")
+def model_sees() -> None:
+    views = current_views()
+    if views is None:
         st.info("Choose a test image or draw a digit to see predictions and feature maps; the kernels "
                 "below do not depend on the input.")
-    else:
-        views = look(fingerprint, insp.image_digest(image), degrees,
-                     bool(st.session_state.get(TURN_BACK, False)), model, image)
-        st.markdown(f"{label_text} Model: **{entry.label}**.")
-        upright_col, rotated_col = app_layout.row("inside_inputs", [150, 150])
-        for column, name, title, alt_text, caption in (
-                (upright_col, "upright", "Prediction (upright)", "Model input, upright",
-                 "What the model sees: the 28×28 input, upright."),
-                (rotated_col, "rotated", f"Prediction (rotated {degrees}°)", f"Rotated input, {degrees} degrees",
-                 f"Rotated input: the same 28×28 turned {degrees}° counter-clockwise.")):
-            with column:
-                # The confidence as the metric's delta, not a tooltip: readable on a projector,
-                # and the label keeps its width for the words.
-                st.metric(title, str(views[name]["predicted"]),
-                          delta=f"{views[name]['probabilities'].max():.1%} sure", delta_color="off",
-                          delta_arrow="off")
-                st.image(views[name]["input_png"], width=180, alt=alt_text)
-                st.caption(caption)
+        return
+    degrees = int(st.session_state[ANGLE])
+    st.markdown(f"{current_digit()[1]} Model: **{entry.label}**.")
+    upright_col, rotated_col = app_layout.row("inside_inputs", [150, 150])
+    for column, name, title, alt_text, caption in (
+            (upright_col, "upright", "Prediction (upright)", "Model input, upright",
+             "What the model sees: the 28×28 input, upright."),
+            (rotated_col, "rotated", f"Prediction (rotated {degrees}°)", f"Rotated input, {degrees} degrees",
+             f"Rotated input: the same 28×28 turned {degrees}° counter-clockwise.")):
+        with column:
+            # The confidence as the metric's delta, not a tooltip: readable on a projector,
+            # and the label keeps its width for the words.
+            st.metric(title, str(views[name]["predicted"]),
+                      delta=f"{views[name]['probabilities'].max():.1%} sure", delta_color="off",
+                      delta_arrow="off")
+            st.image(views[name]["input_png"], width=180, alt=alt_text)
+            st.caption(caption)
 
-with odds:
-    st.subheader("4 · What it says")
+
+@app_shared.page_part("inside_odds")
+def model_says() -> None:
+    views = current_views()
     if views is None:
         st.info("The probabilities of each digit appear here once there is a digit.")
-    else:
-        which = ["upright", f"rotated {degrees}°"]
-        table = pd.DataFrame({
-            "digit": np.tile(np.arange(10), 2),
-            "probability": np.concatenate([views["upright"]["probabilities"], views["rotated"]["probabilities"]]),
-            "input": np.repeat(which, 10),
-        })
-        chart = (
-            alt.Chart(table)
-            .mark_bar()
-            .encode(
-                x=alt.X("digit:O", title="Digit", axis=alt.Axis(labelAngle=0, labelFontSize=16, titleFontSize=15)),
-                xOffset=alt.XOffset("input:N", sort=which),
-                y=alt.Y("probability:Q", title="Probability", scale=alt.Scale(domain=[0, 1]),
-                        axis=alt.Axis(format="%", labelFontSize=13, titleFontSize=15, tickCount=5)),
-                color=alt.Color("input:N", title=None, sort=which, scale=alt.Scale(range=["#4c78a8", "#f58518"]),
-                                legend=alt.Legend(orient="top", labelFontSize=15)),
-                tooltip=["input", "digit", alt.Tooltip("probability:Q", format=".1%")],
-            )
+        return
+    which = ["upright", f"rotated {int(st.session_state[ANGLE])}°"]
+    table = pd.DataFrame({
+        "digit": np.tile(np.arange(10), 2),
+        "probability": np.concatenate([views["upright"]["probabilities"], views["rotated"]["probabilities"]]),
+        "input": np.repeat(which, 10),
+    })
+    chart = (
+        alt.Chart(table)
+        .mark_bar()
+        .encode(
+            x=alt.X("digit:O", title="Digit", axis=alt.Axis(labelAngle=0, labelFontSize=16, titleFontSize=15)),
+            xOffset=alt.XOffset("input:N", sort=which),
+            y=alt.Y("probability:Q", title="Probability", scale=alt.Scale(domain=[0, 1]),
+                    axis=alt.Axis(format="%", labelFontSize=13, titleFontSize=15, tickCount=5)),
+            color=alt.Color("input:N", title=None, sort=which, scale=alt.Scale(range=["#4c78a8", "#f58518"]),
+                            legend=alt.Legend(orient="top", labelFontSize=15)),
+            tooltip=["input", "digit", alt.Tooltip("probability:Q", format=".1%")],
         )
-        st.altair_chart(chart, width="stretch", height=340)
-        st.caption("Probability of each digit, upright (blue) and rotated (orange); the tallest bar is the "
-                   "prediction. Turn the input and watch whether the orange bars stay on the same digit.")
+    )
+    st.altair_chart(chart, width="stretch", height=340)
+    st.caption("Probability of each digit, upright (blue) and rotated (orange); the tallest bar is the "
+               "prediction. Turn the input and watch whether the orange bars stay on the same digit.")
+
+
+with seen:
+    st.subheader("3 · What the model sees")
+    model_sees()
+with odds:
+    st.subheader("4 · What it says")
+    model_says()
 
 # 5. Layer by layer -----------------------------------------------------------------------------------------------
 st.header("5 · Layer by layer: kernels and feature maps")
@@ -236,11 +300,10 @@ st.markdown(
     "dark = negative). A translation moves a feature map along with the digit; a "
     "rotation does not simply turn it, because the kernels themselves are not turned."
 )
-if views is not None:
+if image is not None:
     st.checkbox("Turn the rotated input's feature maps back by −θ, to line them up with the upright ones",
                 key=TURN_BACK)
 
-kernel_pics = kernel_pictures(fingerprint, model)
 LESSONS = {
     0: "Look for oriented strokes and edges: one kernel likes vertical strokes, another diagonal ones. "
        "Nothing made the network learn each pattern in several turns, so a turned stroke wakes other kernels.",
@@ -250,30 +313,61 @@ LESSONS = {
 DEEP_LESSON = ("Each row makes one feature map from all the maps of the layer before. Deep kernels are hard "
                "to read one by one: look at one row up close on the right.")
 
+
+
+def feature_maps(layer: str) -> None:
+    """The layer's feature maps, upright and rotated: what changes when the digit turns."""
+    views = current_views()
+    if views is None:
+        st.info("Feature maps appear here once there is a digit.")
+        return
+    degrees = int(st.session_state[ANGLE])
+    upright_maps = views["upright"]["maps"][layer]
+    rotated_maps = views["rotated"]["maps"][layer]
+    shape = upright_maps["shape"]
+    upright_col, rotated_col = app_layout.row(f"inside_maps_{layer}", [300, 300], gap="medium")
+    with upright_col:
+        st.markdown(f"**{layer} feature maps, upright**")
+        st.image(upright_maps["png"], alt=f"{layer} feature maps, upright")
+    with rotated_col:
+        turned = ", turned back" if st.session_state.get(TURN_BACK) else ""
+        st.markdown(f"**{layer} feature maps, rotated {degrees}°{turned}**")
+        st.image(rotated_maps["png"], alt=f"{layer} feature maps, rotated")
+    st.caption(f"{shape[0]} feature maps ({insp.describe_shape(torch.empty(shape))}) for each input, "
+               "after the ReLU, each stretched to its own range (black = no response). Compare the same "
+               "tile in the two: in a rotation-invariant network the rotated maps would be the "
+               "upright ones, turned (tick the box above to turn them back and compare directly).")
+
+
+def close_up(layer: str) -> None:
+    """One output channel's kernels, and its map for the digit upright and rotated."""
+    out_channels, in_channels = kernel_pics[layer]["shape"][:2]
+    st.markdown(f"**Up close: one output channel of {layer}**")
+    channel = int(st.number_input(f"{layer} output channel (0–{out_channels - 1})", min_value=0,
+                                  max_value=out_channels - 1, step=1, key=f"inside_channel_{layer}"))
+    bank = insp.kernels(model, layer)[channel]
+    columns = min(in_channels, 8)
+    scale = max(3, min(12, 400 // (columns * (bank.shape[-1] + 1))))
+    st.image(insp.to_png(insp.tile_grid(bank, columns=columns, scale=scale, pad=2)),
+             alt=f"{layer} kernels of channel {channel}")
+    st.caption(f"The {in_channels} kernels that make {layer}'s feature map {channel}, one for each "
+               "input map from the layer before; their responses are summed, then the ReLU is applied.")
+    views = current_views()
+    if views is not None:
+        close_up_col, close_rotated = app_layout.row(f"inside_close_{layer}", [120, 120])
+        for column, name in ((close_up_col, "upright"), (close_rotated, "rotated")):
+            one_map = views[name]["maps"][layer]["raw"][channel]
+            size = one_map.shape[-1]
+            column.image(insp.to_png(insp.upscale_image(insp.normalise_tiles(one_map), scale=max(1, 168 // size))),
+                         alt=f"{layer} map {channel}, {name}")
+        st.caption(f"Feature map {channel}: upright (left) and rotated (right), each stretched to its own range.")
+
+
 for position, (layer, tab) in enumerate(zip(layers, st.tabs(list(layers)))):
     with tab:
         pic = kernel_pics[layer]
         out_channels, in_channels = pic["shape"][:2]
-
-        # The feature maps first: they are what changes when the digit turns.
-        if views is None:
-            st.info("Feature maps appear here once there is a digit.")
-        else:
-            upright_maps = views["upright"]["maps"][layer]
-            rotated_maps = views["rotated"]["maps"][layer]
-            shape = upright_maps["shape"]
-            upright_col, rotated_col = app_layout.row(f"inside_maps_{layer}", [300, 300], gap="medium")
-            with upright_col:
-                st.markdown(f"**{layer} feature maps, upright**")
-                st.image(upright_maps["png"], alt=f"{layer} feature maps, upright")
-            with rotated_col:
-                turned = ", turned back" if st.session_state.get(TURN_BACK) else ""
-                st.markdown(f"**{layer} feature maps, rotated {degrees}°{turned}**")
-                st.image(rotated_maps["png"], alt=f"{layer} feature maps, rotated")
-            st.caption(f"{shape[0]} feature maps ({insp.describe_shape(torch.empty(shape))}) for each input, "
-                       "after the ReLU, each stretched to its own range (black = no response). Compare the same "
-                       "tile in the two: in a rotation-invariant network the rotated maps would be the "
-                       "upright ones, turned (tick the box above to turn them back and compare directly).")
+        app_shared.page_part(f"inside_maps_{layer}")(feature_maps)(layer)  # first: it is what changes
 
         kernels_col, close_col = app_layout.row(f"inside_kernels_{layer}", [300, 300], gap="medium")
         with kernels_col:
@@ -294,26 +388,7 @@ for position, (layer, tab) in enumerate(zip(layers, st.tabs(list(layers)))):
                        + LESSONS.get(position, DEEP_LESSON))
         if in_channels > 1:
             with close_col:
-                st.markdown(f"**Up close: one output channel of {layer}**")
-                channel = int(st.number_input(f"{layer} output channel (0–{out_channels - 1})", min_value=0,
-                                              max_value=out_channels - 1, step=1, key=f"inside_channel_{layer}"))
-                bank = insp.kernels(model, layer)[channel]
-                columns = min(in_channels, 8)
-                scale = max(3, min(12, 400 // (columns * (bank.shape[-1] + 1))))
-                st.image(insp.to_png(insp.tile_grid(bank, columns=columns, scale=scale, pad=2)),
-                         alt=f"{layer} kernels of channel {channel}")
-                st.caption(f"The {in_channels} kernels that make {layer}'s feature map {channel}, one for each "
-                           "input map from the layer before; their responses are summed, then the ReLU is applied.")
-                if views is not None:
-                    close_up, close_rotated = app_layout.row(f"inside_close_{layer}", [120, 120])
-                    for column, name in ((close_up, "upright"), (close_rotated, "rotated")):
-                        one_map = views[name]["maps"][layer]["raw"][channel]
-                        size = one_map.shape[-1]
-                        column.image(insp.to_png(insp.upscale_image(insp.normalise_tiles(one_map),
-                                                                    scale=max(1, 168 // size))),
-                                     alt=f"{layer} map {channel}, {name}")
-                    st.caption(f"Feature map {channel}: upright (left) and rotated (right), each stretched to "
-                               "its own range.")
+                app_shared.page_part(f"inside_close_{layer}")(close_up)(layer)
 
 # 6. Why: equivariance, layer by layer ------------------------------------------------------------------------------
 st.header("6 · Why: equivariance, layer by layer")
@@ -341,9 +416,15 @@ st.markdown(
     "eight, turned by interpolation), then a head that keeps each channel's strongest orientation and averages "
     "it over the picture, which no turn can change. Trained on turned digits, they are right at every angle."
 )
-if image is None:
-    st.info("Choose a test image or draw a digit to measure the layers.")
-else:
+
+
+@app_shared.page_part("inside_lens")
+def equivariance_lens() -> None:
+    image, _ = current_digit()
+    if image is None:
+        st.info("Choose a test image or draw a digit to measure the layers.")
+        return
+    degrees = int(st.session_state[ANGLE])
     digest = insp.image_digest(image)
     everyone = app_shared.all_models()
     labels = {candidate.key: app_shared.display_label(candidate) for candidate in everyone}
@@ -405,3 +486,6 @@ else:
     st.caption(f"{layer}, {shown['channel']} ({height}×{width}), after the ReLU, all three on one grey scale "
                f"(black = 0). This channel's relative error at {degrees}°: {shown['error']:.4f}. Where the stage is "
                "equivariant the first two maps are the same picture and the difference is black.")
+
+
+equivariance_lens()

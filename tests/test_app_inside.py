@@ -73,6 +73,18 @@ def assert_caption(at: AppTest, text: str) -> None:
     assert any(text in caption for caption in captions(at)), f"no caption contains {text!r}: {captions(at)}"
 
 
+def whole_page(at: AppTest) -> AppTest:
+    """Run the whole page again, changing nothing.
+
+    The slider, the quick angles and the digit picker rerun only the parts of the page that
+    show the digit (named fragments); a browser keeps the rest on screen, but AppTest keeps
+    only what the last run drew. A plain rerun draws it all, as a reload would.
+    """
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
 def test_test_image_at_an_angle_shows_every_kernel_and_map(app):
     from rotinv.checkpoints import load_checkpoint
     from rotinv.data import load_mnist
@@ -83,6 +95,13 @@ def test_test_image_at_an_angle_shows_every_kernel_and_map(app):
     app.slider(key="inside_angle").set_value(135)
     app.run()
     assert not app.exception, app.exception
+    # Only the parts that show the digit reran: the feature maps, not the kernels, nor the page's title.
+    for text in MAP_CAPTIONS:
+        assert_caption(app, text)
+    assert not any(text in caption for caption in captions(app) for text in KERNEL_CAPTIONS)
+    assert not app.title
+    whole_page(app)
+    assert [title.value for title in app.title] == ["Inside the network"]
     for text in KERNEL_CAPTIONS + MAP_CAPTIONS:
         assert_caption(app, text)
     assert [tab.label for tab in app.tabs] == ["conv1", "conv2", "conv3"]
@@ -115,7 +134,7 @@ def test_random_four_picks_a_four(app):
 
 
 def test_turning_the_maps_back_keeps_the_page_whole(app):
-    app.button(key="inside_quick_90").click().run()
+    whole_page(app.button(key="inside_quick_90").click().run())
     app.checkbox(key="inside_turn_back").check().run()
     assert not app.exception, app.exception
     for text in MAP_CAPTIONS:
@@ -225,6 +244,9 @@ def test_the_lens_compares_every_shipped_model_at_a_quarter_turn(app):
 
     app.button(key="inside_quick_90").click().run()
     assert not app.exception, app.exception
+    lens_after_the_turn = lens_numbers(app)  # the lens is one of the parts the quick angle reran
+    whole_page(app)
+    assert lens_numbers(app) == lens_after_the_turn
     assert LENS_HEADER in [header.value for header in app.header]
     assert sorted(app.multiselect(key="lens_models").value) == sorted(SHIPPED_LABELS)
 
@@ -301,6 +323,8 @@ def test_the_lens_with_only_the_active_model_and_with_a_drawing(app):
     assert not app.exception, app.exception
     assert any("measure the layers" in info.value for info in app.info)  # nothing drawn yet
     app.session_state["canvas"] = canvas_state(vertical_stroke())
-    app.button(key="inside_quick_180").click().run()
+    app.run()  # a stroke on the canvas is its own change in a browser: the whole page reruns
+    assert "LeNet-5 (upright training)" in lens_numbers(app)
+    app.button(key="inside_quick_180").click().run()  # then the quick angle reruns the parts, lens included
     assert not app.exception, app.exception
     assert lens_numbers(app)["LeNet-5 (upright training)"]["conv1"] > 0.1

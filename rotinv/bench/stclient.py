@@ -342,7 +342,11 @@ class Client:
             on_page = self._widget_ids()
             self._values = {key: value for key, value in self._values.items() if key in on_page}  # and their values
         elif status == ForwardMsg.FINISHED_FRAGMENT_RUN_SUCCESSFULLY:
-            self.page.update(run.elements)  # a fragment redraws only its own part
+            # A fragment run redraws only its own parts: the rest of the page stays, and
+            # what a rerun fragment drew before but not this time goes, as in the browser.
+            self.page = {path: element for path, element in self.page.items()
+                         if element.fragment_id not in run.fragment_ids or path in run.elements}
+            self.page.update(run.elements)
         if status == ForwardMsg.FINISHED_EARLY_FOR_RERUN:
             return  # a newer run is coming
         for waiter in self._waiters:
