@@ -88,8 +88,25 @@ class _CyclicConv(nn.Module):
     def turned(self, filters: torch.Tensor, r: int) -> torch.Tensor:
         return rotate_tensor(filters, r * 360.0 / self.orientations)
 
+    def applied_bank(self) -> torch.Tensor:
+        """filter_bank(), kept between forward passes that cannot change it.
+
+        Turning every filter (by interpolation for C8) is most of a small batch's cost: the
+        app's lens measures the shipped C4 and C8 CNNs at each new angle. Only an eval-mode
+        pass without gradients reuses it, and only while the filters are the same tensor,
+        unchanged in place (an optimiser step or load_state_dict bumps its version).
+        """
+        if self.training or torch.is_grad_enabled():
+            return self.filter_bank()
+        key = (self.filters.data_ptr(), self.filters._version, self.filters.dtype, self.filters.device)
+        cached = getattr(self, "_bank_cache", None)
+        if cached is None or cached[0] != key:
+            cached = (key, self.filter_bank())
+            self._bank_cache = cached  # one assignment: another thread sees the old pair or the new one
+        return cached[1]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.conv2d(x, self.filter_bank(), padding=self.padding)
+        x = F.conv2d(x, self.applied_bank(), padding=self.padding)
         n, channels, height, width = x.shape
         grouped = x.view(n, channels // self.orientations, self.orientations, height, width)
         return self.norm(grouped).view(n, channels, height, width)

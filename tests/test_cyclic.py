@@ -138,3 +138,20 @@ def test_a_short_training_run_beats_chance_at_any_angle(arch):
         accuracy = evaluate(model, test_split.images, test_split.labels, angle).accuracy
         # 47 steps: measured 57-60% (C4) and 34-37% (C8, half the channels) at these angles
         assert accuracy > 0.25, (arch, angle, accuracy)  # chance is 0.1
+
+
+def test_an_eval_pass_reuses_the_turned_filters_until_the_weights_change():
+    """The bank kept between inference passes is dropped by an in-place change of the filters."""
+    from rotinv.cyclic import C4CNN
+
+    torch.manual_seed(0)
+    model = C4CNN().eval()
+    images = torch.rand(2, 1, 28, 28)
+    with torch.no_grad():
+        first = model(images)
+        assert model.conv1.applied_bank() is model.conv1.applied_bank()  # kept
+        assert torch.equal(model(images), first)
+        model.conv1.filters.mul_(2.0)  # as an optimiser step or load_state_dict does, in place
+        assert torch.equal(model.conv1.applied_bank(), model.conv1.filter_bank())
+        assert not torch.equal(model(images), first)
+    assert model.conv1.applied_bank() is not model.conv1.applied_bank()  # with gradients: built every time
