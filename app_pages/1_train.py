@@ -34,6 +34,7 @@ REDRAW_EVERY_S = 0.4  # the live training curves' least time between redraws
 # ends far above chance (87% upright with seed 0), where 2,000 images were 16 steps and 55%.
 QUICK_DEMO_IMAGES, QUICK_DEMO_EPOCHS = 10_000, 1
 PRESET_ESTIMATE = "preset_estimate"  # (preset name, config, images, seconds, precision) timed when a preset was chosen
+PRECISION_CHOICE = "precision_choice"  # (config, PrecisionChoice): the last estimate's, which the training reuses
 HELD_OUT_IMAGES = 1_000  # test images the live accuracy curve is measured on
 SCHEDULE_NAMES = {"cosine": "cosine decay", "onecycle": "one-cycle (warm-up, then decay)", "constant": "constant"}
 PRECISION_NAMES = {"fp32": "fp32 (float32)", "bf16": "bf16 autocast",
@@ -221,6 +222,7 @@ def seconds_here(config: TrainConfig, size: int) -> tuple[float, str]:
     # Timing needs only images of the right shape, not the 188 MB training set.
     images, labels = torch.rand(8 * config.batch_size, 1, 28, 28), torch.randint(0, 10, (8 * config.batch_size,))
     choice = choose_precision(config, images, labels)
+    st.session_state[PRECISION_CHOICE] = (config, choice)
     return estimate_seconds(config, images, labels, size, choice=choice), choice.reason
 
 
@@ -296,7 +298,10 @@ def training_form(limits) -> tuple[TrainConfig, int] | None:
 def run_training(config: TrainConfig, size: int, split, area) -> None:
     images = split.subset(size)
     total_steps = math.ceil(len(images) / config.batch_size) * config.epochs
-    precision = choose_precision(config, images.images, images.labels)  # "auto" settled before the model is made
+    # "auto" settled before the model is made: as the estimate for this config settled it, if there was one
+    timed = st.session_state.get(PRECISION_CHOICE)
+    precision = timed[1] if timed is not None and timed[0] == config else choose_precision(config, images.images,
+                                                                                             images.labels)
     torch.manual_seed(config.seed)  # as rotinv.training.train does, so the same seed gives the same model
     run = app_shared.TrainingRun(config, len(images), total_steps, build_model(config.arch),
                                  precision=precision.precision, precision_reason=precision.reason)

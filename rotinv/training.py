@@ -235,13 +235,9 @@ def estimate_seconds(config: TrainConfig, images: torch.Tensor, labels: torch.Te
                      steps: int = 4, choice: PrecisionChoice | None = None) -> float:
     """How long training on `train_images` images with `config` would take here, from a few
     timed steps (in the precision `choice` settled on, if given)."""
-    if choice is not None and choice.precision in choice.seconds_per_step:
-        per_step = choice.seconds_per_step[choice.precision]
-    else:
-        precision = choice.precision if choice is not None else config.precision
-        if precision == "auto":
-            precision = choose_precision(config, images, labels).precision
-        per_step = seconds_per_step(replace(config, precision=precision), images, labels, steps)
+    choice = choice or choose_precision(config, images, labels)
+    per_step = choice.seconds_per_step.get(choice.precision) or seconds_per_step(
+        replace(config, precision=choice.precision), images, labels, steps)
     return per_step * math.ceil(train_images / config.batch_size) * config.epochs
 
 
@@ -280,8 +276,7 @@ def train(
     if len(images) != len(labels) or len(images) == 0:
         raise ValueError("Training needs as many labels as images, and at least one image.")
     device = resolve_device(config.device)
-    if precision is None or (config.precision != "auto" and precision.precision != config.precision):
-        precision = choose_precision(config, images, labels)
+    precision = precision or choose_precision(config, images, labels)
     torch.manual_seed(config.seed)  # initial weights
     if model is None:
         model = build_model(config.arch)

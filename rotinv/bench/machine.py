@@ -8,28 +8,21 @@ from pathlib import Path
 
 import torch
 
+from rotinv.precision import cpu_flags
 from rotinv.records import cpu_model
 
 # The instructions that decide how fast fp32 and bf16 can be here, as /proc/cpuinfo names them.
 ISA_FEATURES = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
 
 
-def _cpuinfo() -> list[str]:
-    try:
-        return Path("/proc/cpuinfo").read_text().splitlines()
-    except OSError:  # not Linux
-        return []
-
-
 def cpu_conditions() -> list[str]:
     """The CPU's model name, cores and torch's kernels, then the vector and bf16 instructions it reports."""
-    info = _cpuinfo()
     cpu = cpu_model()
     lines = [f"CPU: {cpu}, {os.cpu_count()} logical cores; torch {torch.__version__} with "
              f"{torch.get_num_threads()} intra-op threads, CPU kernels built for "
              f"{torch.backends.cpu.get_cpu_capability()}."]
-    flags = next((set(line.split(":", 1)[1].split()) for line in info if line.startswith("flags")), None)
-    if flags is not None:
+    flags = cpu_flags()
+    if flags:
         has = ", ".join(feature for feature in ISA_FEATURES if feature in flags)
         lines.append(f"Vector and bf16 instructions the CPU reports: {has or 'none of ' + '/'.join(ISA_FEATURES)}.")
     return lines

@@ -46,10 +46,10 @@ def count_flops(model: nn.Module, input_shape: tuple[int, ...] = (1, 1, 28, 28))
     return 2 * sum(macs.values()), macs
 
 
-def matmul_gflops(size: int, repeats: int, samples: int = 3) -> float:
-    """fp32 GFLOP/s of torch.mm on size x size matrices, with all of torch's threads: best of samples."""
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    out = torch.empty(size, size)
+def matmul_gflops(size: int, repeats: int, samples: int = 3, dtype: torch.dtype = torch.float32) -> float:
+    """GFLOP/s of torch.mm on size x size matrices of `dtype`, with all of torch's threads: best of samples."""
+    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+    out = torch.empty(size, size, dtype=dtype)
     torch.mm(a, b, out=out)  # warm up: threads, caches, MKL's buffers
     best = 0.0
     for _ in range(samples):

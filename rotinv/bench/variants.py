@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from rotinv.bench.report import Row, fmt_rate, row
+from rotinv.bench.roofline import matmul_gflops
 from rotinv.bench.subject import Bench
 from rotinv.data import load_mnist
 from rotinv.models import LeNet5
@@ -78,15 +79,6 @@ class Trainer:
         return time.perf_counter() - began
 
 
-def bf16_matmul_gflops(size: int, repeats: int) -> float:
-    a, b = torch.randn(size, size).bfloat16(), torch.randn(size, size).bfloat16()
-    torch.mm(a, b)
-    began = time.perf_counter()
-    for _ in range(repeats):
-        torch.mm(a, b)
-    return 2 * size**3 * repeats / (time.perf_counter() - began) / 1e9
-
-
 def variant_rows(bench: Bench) -> list[Row]:
     s = bench.settings
     split = load_mnist(True, bench.data_root, download=False).subset(max(2 * BATCH, BATCH * s.variant_steps))
@@ -106,7 +98,7 @@ def variant_rows(bench: Bench) -> list[Row]:
     rate = {name: BATCH * s.variant_steps / statistics.median(times) for name, times in seconds.items()}
     fp32 = rate.get("fp32")
     fp32_roof = bench.roof.of("training variants")
-    bf16_roof = bf16_matmul_gflops(s.matmul_size, 2 * s.matmul_repeats)
+    bf16_roof = matmul_gflops(s.matmul_size, s.matmul_repeats, dtype=torch.bfloat16)
     parts = []
     for trainer in trainers:
         name = trainer.variant.name
