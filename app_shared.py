@@ -17,6 +17,7 @@ from typing import Any, Callable, Sequence
 import streamlit as st
 from torch import nn
 
+from rotinv import charts
 from rotinv.admission import WAITING, Admission, Ticket, queue_message, shared_admission
 from rotinv.report import counted
 from rotinv.checkpoints import CheckpointError, load_checkpoint, weights_fingerprint
@@ -377,6 +378,24 @@ def _queue_card(ticket: Ticket) -> None:
         st.switch_page(TRAIN_PAGE)  # a full run there: it trains (or says the place was lost)
     st.info(queue_message(ticket.status()), icon=":material/hourglass_top:")
     st.button("Cancel", key=QUEUE_CANCEL, icon=":material/close:", help="Give up your place in the queue.")
+
+
+# --- charts a widget redraws ------------------------------------------------------------------------
+
+
+@st.cache_data(show_spinner=False, max_entries=128)
+def _template_spec(name: str, shape: tuple, _template: Callable[..., Any]) -> dict:
+    return charts.vega_lite_template(_template(*shape))
+
+
+def draw_chart(spot: Any, template: Callable[..., Any], shape: tuple, data: Any, **options: Any) -> None:
+    """Draw template(*shape) (a chart template, rotinv.charts) with `data` in `spot` (st or a column).
+
+    The template becomes Vega-Lite once per shape and is kept; only the data is new at each
+    change, which is what makes a chart cheap to redraw at every turn of a slider.
+    """
+    spec = _template_spec(f"{template.__module__}.{template.__qualname__}", shape, template)
+    spot.vega_lite_chart(spec=dict(spec, datasets={charts.TEMPLATE_DATA: data}), **options)
 
 
 # --- page frame and sidebar ------------------------------------------------------------------------

@@ -208,7 +208,7 @@ with gallery_column:
     captions = [f"{'✓' if p == int(t) else '✗'} true {int(t)}, said {p}" for t, p in zip(test.labels[indices], predicted)]
     st.markdown(f"**The first test digit of each class, turned {close_angle:g}°**")
     for column, picture, caption in zip(app_layout.row("sweep_gallery", [100] * len(pictures)), pictures, captions):
-        column.image(picture, caption=caption, width="stretch")
+        column.image(picture, caption=caption, width="stretch", output_format="PNG")
     st.caption("What the model was shown, and what it answered. Try 90°: many digits become other digits' shapes.")
 
 # --- the scoreboard --------------------------------------------------------------------------------

@@ -3,8 +3,8 @@ how far each model is from rotation equivariant (section 6, the lens)."""
 
 from __future__ import annotations
 
-import altair as alt
-import numpy as np
+from dataclasses import dataclass
+
 import pandas as pd
 import streamlit as st
 import torch
@@ -12,7 +12,7 @@ import torch
 import app_layout
 import app_shared
 from rotinv import introspection as insp
-from rotinv import lens
+from rotinv import charts, equivariance, lens
 from rotinv.data import EmptyDrawingError, preprocess_drawing
 from rotinv.equivariance import feature_orientations
 from rotinv.rotation import rotate_tensor
@@ -21,6 +21,7 @@ SOURCE, ANGLE, INDEX, TURN_BACK = "inside_source", "inside_angle", "inside_index
 TEST_IMAGE, DRAWING = "Test image", "Draw a digit"
 QUICK_ANGLES = (0, 90, 180, 270)
 CANVAS_SIZE = 280  # pixels, square
+INPUT_SCALE = 6  # the 28×28 input shown 168 px wide, whole pixels
 SCROLL_HEIGHT = 560  # pixels; taller pictures scroll inside a box of this height
 
 LENS_MODELS, LENS_LAYER = "lens_models", "lens_layer"
@@ -51,39 +52,57 @@ def kernel_pictures(fingerprint: str, _model: torch.nn.Module) -> dict[str, dict
     return pictures
 
 
-@st.cache_data(show_spinner=False, max_entries=256)
-def look(fingerprint: str, digest: str, degrees: int, turned_back: bool,
+# One forward pass per (model, digit, angle), kept for every part and every session: the
+# digit's pictures, the lens and the rotate-then-convolve maps all read it, and the
+# upright reading serves every angle. Shared objects: read, never changed.
+@st.cache_resource(show_spinner=False, max_entries=512)
+def reading(fingerprint: str, digest: str, degrees: int, _model: torch.nn.Module,
+            _image: torch.Tensor) -> equivariance.Reading:
+    """The model's reading of the digit turned `degrees` counter-clockwise (0: upright)."""
+    return equivariance.read_turned(_model, _image, degrees)
+
+
+@st.cache_resource(show_spinner=False, max_entries=256)
+def view(fingerprint: str, digest: str, degrees: int, turned_back: bool,
          _model: torch.nn.Module, _image: torch.Tensor) -> dict:
-    """One digit, upright and rotated, through the model: pictures and probabilities."""
-    rotated = rotate_tensor(_image, degrees)
-    views = {}
-    for name, image in (("upright", _image), ("rotated", rotated)):
-        seen = insp.inspect(_model, image)
-        maps = seen.feature_maps
-        if name == "rotated" and turned_back:
-            maps = {layer: insp.turn_back(tensor, degrees) for layer, tensor in maps.items()}
-        views[name] = {
-            "input_png": insp.to_png(insp.upscale_image(image, scale=7)),
-            "predicted": seen.predicted,
-            "probabilities": seen.probabilities.numpy(),
-            "maps": {layer: {"shape": tuple(tensor.shape), "png": insp.to_png(insp.feature_map_grid(tensor, width=460)),
-                             "raw": tensor.numpy()} for layer, tensor in maps.items()},
-        }
-    return views
+    """The digit turned `degrees` through the model, as the page shows it: pictures and probabilities."""
+    seen = reading(fingerprint, digest, degrees, _model, _image)
+    maps = {layer: tensor[0] for layer, tensor in seen.maps.items()}
+    if turned_back:
+        maps = {layer: insp.turn_back(tensor, degrees) for layer, tensor in maps.items()}
+    probabilities = seen.probabilities[0].cpu().numpy()
+    return {
+        "input_png": insp.to_png(insp.upscale_image(rotate_tensor(_image, degrees), scale=INPUT_SCALE)),
+        "predicted": int(probabilities.argmax()),
+        "probabilities": probabilities,
+        "maps": {layer: {"shape": tuple(tensor.shape), "png": insp.to_png(insp.feature_map_grid(tensor, width=460)),
+                         "raw": tensor.cpu().numpy()} for layer, tensor in maps.items()},
+    }
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def channel_kernels_png(fingerprint: str, layer: str, channel: int, _model: torch.nn.Module) -> bytes:
+    """The kernels that make one output channel of a stage, side by side (one per input map)."""
+    bank = insp.kernels(_model, layer)[channel]
+    columns = min(bank.shape[0], 8)
+    scale = max(3, min(12, 400 // (columns * (bank.shape[-1] + 1))))
+    return insp.to_png(insp.tile_grid(bank, columns=columns, scale=scale, pad=2))
 
 
 @st.cache_data(show_spinner=False, max_entries=1024)
 def lens_errors(fingerprint: str, digest: str, degrees: int, name: str,
                 _model: torch.nn.Module, _image: torch.Tensor) -> pd.DataFrame:
     """One model's equivariance error per conv stage, and its output's invariance error."""
-    return lens.error_table([(name, _model)], _image, degrees)
+    return lens.errors_of(name, reading(fingerprint, digest, 0, _model, _image),
+                          reading(fingerprint, digest, degrees, _model, _image), degrees)
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
 def lens_maps(fingerprint: str, digest: str, degrees: int, layer: str, channel: int,
               _model: torch.nn.Module, _image: torch.Tensor) -> dict:
     """One channel, rotate-then-convolve beside convolve-then-rotate, as PNGs on one grey scale."""
-    shown = lens.side_by_side(_model, _image, degrees, layer, channel)
+    readings = (reading(fingerprint, digest, 0, _model, _image), reading(fingerprint, digest, degrees, _model, _image))
+    shown = lens.side_by_side(_model, _image, degrees, layer, channel, readings=readings)
     for picture in ("rotate_then_convolve", "convolve_then_rotate", "difference"):
         shown[picture] = insp.to_png(shown[picture])
     return shown
@@ -109,6 +128,7 @@ layers = insp.conv_layer_names(model)
 
 
 DRAWN = "inside_drawn_image"  # the canvas's digit, as the model gets it (None: nothing drawn yet)
+KEPT_DIGIT = "_inside_digit"  # (what chose it, the Digit): see current_digit()
 kernel_pics = kernel_pictures(fingerprint, model)
 
 
@@ -120,31 +140,60 @@ kernel_pics = kernel_pictures(fingerprint, model)
 # run's variables: a part-only rerun does not run the code around it.
 
 
-def digit_parts() -> list[str]:
-    """The parts that show the digit or its angle."""
+def angle_parts() -> list[str]:
+    """The parts that show the digit at its angle: what a turn reruns."""
     return ["inside_seen", "inside_odds", *(f"inside_maps_{layer}" for layer in layers),
-            *(f"inside_close_{layer}" for layer in layers if kernel_pics[layer]["shape"][1] > 1), "inside_lens"]
+            *(f"inside_close_{layer}" for layer in layers if kernel_pics[layer]["shape"][1] > 1), "inside_lens",
+            "inside_lens_maps"]
 
 
-def current_digit() -> tuple[torch.Tensor | None, str]:
-    """The digit chosen (or drawn) now, and how the page names it."""
-    if st.session_state.get(SOURCE, TEST_IMAGE) != TEST_IMAGE:
-        image = st.session_state.get(DRAWN)
-        return image, "Your drawing, as the model gets it." if image is not None else ""
-    split = app_shared.mnist_split(train=False)
-    if split is None:
-        return None, ""
-    index = min(int(st.session_state[INDEX]), len(split) - 1)
-    return split.images[index], f"Test image {index}, labelled **{int(split.labels[index])}**."
+def digit_parts() -> list[str]:
+    """The parts that show the digit: what picking another reruns (the 45°/90° table too)."""
+    return [*angle_parts(), "inside_lens_angles"]
+
+
+@dataclass(frozen=True)
+class Digit:
+    image: torch.Tensor  # as the model gets it, 28×28
+    caption: str  # how the page names it
+    digest: str  # a hash of its pixels: the caches' key for it
+
+
+def current_digit() -> Digit | None:
+    """The digit chosen (or drawn) now; None when there is none.
+
+    Kept in session state with what it was chosen by: each part asks for it, a dozen
+    times per change, and hashing its pixels each time costs more than the asking.
+    """
+    drawn = st.session_state.get(SOURCE, TEST_IMAGE) != TEST_IMAGE
+    split = None if drawn else app_shared.mnist_split(train=False)
+    if not drawn and split is None:
+        return None
+    # The kept digit holds the drawing or the split, so their ids stay unique while it is kept.
+    chosen = ("drawn", id(st.session_state.get(DRAWN))) if drawn else ("test", id(split), int(st.session_state[INDEX]))
+    kept = st.session_state.get(KEPT_DIGIT)
+    if kept is not None and kept[0] == chosen:
+        return kept[1]
+    if drawn:
+        image, caption = st.session_state.get(DRAWN), "Your drawing, as the model gets it."
+    else:
+        index = min(chosen[2], len(split) - 1)
+        image, caption = split.images[index], f"Test image {index}, labelled **{int(split.labels[index])}**."
+    if image is None:
+        return None
+    digit = Digit(image, caption, insp.image_digest(image))
+    st.session_state[KEPT_DIGIT] = (chosen, digit, split)
+    return digit
 
 
 def current_views() -> dict | None:
-    """look() at the current digit and angle (cached: every part that shows it shares one computation)."""
-    image, _ = current_digit()
-    if image is None:
+    """view() of the current digit, upright and at the current angle (cached: the parts share them)."""
+    digit = current_digit()
+    if digit is None:
         return None
-    return look(fingerprint, insp.image_digest(image), int(st.session_state[ANGLE]),
-                bool(st.session_state.get(TURN_BACK, False)), model, image)
+    return {"upright": view(fingerprint, digit.digest, 0, False, model, digit.image),
+            "rotated": view(fingerprint, digit.digest, int(st.session_state[ANGLE]),
+                            bool(st.session_state.get(TURN_BACK, False)), model, digit.image)}
 
 
 # The four numbered sections in one row that wraps: side by side on a wide screen (the
@@ -202,13 +251,10 @@ with choose:
                 st.session_state[DRAWN] = preprocess_drawing(drawing)
             except EmptyDrawingError as error:
                 st.info(f"{error} Draw a digit on the black canvas to see what the network makes of it.")
-image, _ = current_digit()
-
-
 # 2. The rotation ------------------------------------------------------------------------------------------------
 @app_shared.page_part("inside_turn")
 def turn_controls() -> None:
-    parts = ["inside_turn", *digit_parts()]
+    parts = ["inside_turn", *angle_parts()]
 
     def set_angle(degrees: int) -> None:
         app_shared.set_widget_later(ANGLE, degrees)
@@ -238,7 +284,7 @@ def model_sees() -> None:
                 "below do not depend on the input.")
         return
     degrees = int(st.session_state[ANGLE])
-    st.markdown(f"{current_digit()[1]} Model: **{entry.label}**.")
+    st.markdown(f"{current_digit().caption} Model: **{entry.label}**.")
     upright_col, rotated_col = app_layout.row("inside_inputs", [150, 150])
     for column, name, title, alt_text, caption in (
             (upright_col, "upright", "Prediction (upright)", "Model input, upright",
@@ -251,7 +297,7 @@ def model_sees() -> None:
             st.metric(title, str(views[name]["predicted"]),
                       delta=f"{views[name]['probabilities'].max():.1%} sure", delta_color="off",
                       delta_arrow="off")
-            st.image(views[name]["input_png"], width=180, alt=alt_text)
+            st.image(views[name]["input_png"], width=INPUT_SCALE * 28, alt=alt_text, output_format="PNG")
             st.caption(caption)
 
 
@@ -261,26 +307,9 @@ def model_says() -> None:
     if views is None:
         st.info("The probabilities of each digit appear here once there is a digit.")
         return
-    which = ["upright", f"rotated {int(st.session_state[ANGLE])}°"]
-    table = pd.DataFrame({
-        "digit": np.tile(np.arange(10), 2),
-        "probability": np.concatenate([views["upright"]["probabilities"], views["rotated"]["probabilities"]]),
-        "input": np.repeat(which, 10),
-    })
-    chart = (
-        alt.Chart(table)
-        .mark_bar()
-        .encode(
-            x=alt.X("digit:O", title="Digit", axis=alt.Axis(labelAngle=0, labelFontSize=16, titleFontSize=15)),
-            xOffset=alt.XOffset("input:N", sort=which),
-            y=alt.Y("probability:Q", title="Probability", scale=alt.Scale(domain=[0, 1]),
-                    axis=alt.Axis(format="%", labelFontSize=13, titleFontSize=15, tickCount=5)),
-            color=alt.Color("input:N", title=None, sort=which, scale=alt.Scale(range=["#4c78a8", "#f58518"]),
-                            legend=alt.Legend(orient="top", labelFontSize=15)),
-            tooltip=["input", "digit", alt.Tooltip("probability:Q", format=".1%")],
-        )
-    )
-    st.altair_chart(chart, width="stretch", height=340)
+    which = ("upright", f"rotated {int(st.session_state[ANGLE])}°")
+    table = charts.probability_data(views["upright"]["probabilities"], views["rotated"]["probabilities"], which)
+    app_shared.draw_chart(st, charts.probability_chart, (), table, width="stretch", height=340)
     st.caption("Probability of each digit, upright (blue) and rotated (orange); the tallest bar is the "
                "prediction. Turn the input and watch whether the orange bars stay on the same digit.")
 
@@ -300,7 +329,7 @@ st.markdown(
     "dark = negative). A translation moves a feature map along with the digit; a "
     "rotation does not simply turn it, because the kernels themselves are not turned."
 )
-if image is not None:
+if current_digit() is not None:
     st.checkbox("Turn the rotated input's feature maps back by −θ, to line them up with the upright ones",
                 key=TURN_BACK)
 
@@ -328,11 +357,11 @@ def feature_maps(layer: str) -> None:
     upright_col, rotated_col = app_layout.row(f"inside_maps_{layer}", [300, 300], gap="medium")
     with upright_col:
         st.markdown(f"**{layer} feature maps, upright**")
-        st.image(upright_maps["png"], alt=f"{layer} feature maps, upright")
+        st.image(upright_maps["png"], alt=f"{layer} feature maps, upright", output_format="PNG")
     with rotated_col:
         turned = ", turned back" if st.session_state.get(TURN_BACK) else ""
         st.markdown(f"**{layer} feature maps, rotated {degrees}°{turned}**")
-        st.image(rotated_maps["png"], alt=f"{layer} feature maps, rotated")
+        st.image(rotated_maps["png"], alt=f"{layer} feature maps, rotated", output_format="PNG")
     st.caption(f"{shape[0]} feature maps ({insp.describe_shape(torch.empty(shape))}) for each input, "
                "after the ReLU, each stretched to its own range (black = no response). Compare the same "
                "tile in the two: in a rotation-invariant network the rotated maps would be the "
@@ -345,11 +374,8 @@ def close_up(layer: str) -> None:
     st.markdown(f"**Up close: one output channel of {layer}**")
     channel = int(st.number_input(f"{layer} output channel (0–{out_channels - 1})", min_value=0,
                                   max_value=out_channels - 1, step=1, key=f"inside_channel_{layer}"))
-    bank = insp.kernels(model, layer)[channel]
-    columns = min(in_channels, 8)
-    scale = max(3, min(12, 400 // (columns * (bank.shape[-1] + 1))))
-    st.image(insp.to_png(insp.tile_grid(bank, columns=columns, scale=scale, pad=2)),
-             alt=f"{layer} kernels of channel {channel}")
+    st.image(channel_kernels_png(fingerprint, layer, channel, model), alt=f"{layer} kernels of channel {channel}",
+             output_format="PNG")
     st.caption(f"The {in_channels} kernels that make {layer}'s feature map {channel}, one for each "
                "input map from the layer before; their responses are summed, then the ReLU is applied.")
     views = current_views()
@@ -359,7 +385,7 @@ def close_up(layer: str) -> None:
             one_map = views[name]["maps"][layer]["raw"][channel]
             size = one_map.shape[-1]
             column.image(insp.to_png(insp.upscale_image(insp.normalise_tiles(one_map), scale=max(1, 168 // size))),
-                         alt=f"{layer} map {channel}, {name}")
+                         alt=f"{layer} map {channel}, {name}", output_format="PNG")
         st.caption(f"Feature map {channel}: upright (left) and rotated (right), each stretched to its own range.")
 
 
@@ -374,9 +400,9 @@ for position, (layer, tab) in enumerate(zip(layers, st.tabs(list(layers)))):
             st.markdown(f"**{layer} kernels**")
             if pic["height"] > SCROLL_HEIGHT:
                 with st.container(height=SCROLL_HEIGHT):
-                    st.image(pic["png"], alt=f"{layer} kernels")
+                    st.image(pic["png"], alt=f"{layer} kernels", output_format="PNG")
             else:
-                st.image(pic["png"], alt=f"{layer} kernels")
+                st.image(pic["png"], alt=f"{layer} kernels", output_format="PNG")
             if in_channels > 1:
                 count = f"{out_channels * in_channels:,} kernels"
                 layout = f"{out_channels} rows (output channels) × {in_channels} columns (input channels)"
@@ -418,31 +444,43 @@ st.markdown(
 )
 
 
+def lens_default() -> list[str]:
+    """The models the lens compares until someone chooses: the shipped ones and the active one."""
+    return [candidate.key for candidate in app_shared.all_models()
+            if candidate.source == "shipped" or candidate.key == entry.key]
+
+
+def compared_models() -> list[app_shared.ModelEntry]:
+    """The models the lens measures: those chosen (lens_default() until then), and always the active one."""
+    chosen = st.session_state.get(LENS_MODELS, lens_default())
+    return [candidate for candidate in app_shared.all_models() if candidate.key in chosen or candidate.key == entry.key]
+
+
+def lens_table(digit: Digit, degrees: int) -> pd.DataFrame:
+    """Every compared model's lens errors at `degrees`, one cached table per model."""
+    return pd.concat([lens_errors(candidate.fingerprint or f"id{id(candidate.model)}", digit.digest, degrees,
+                                  app_shared.display_label(candidate), candidate.model, digit.image)
+                      for candidate in compared_models()], ignore_index=True)
+
+
 @app_shared.page_part("inside_lens")
 def equivariance_lens() -> None:
-    image, _ = current_digit()
-    if image is None:
+    digit = current_digit()
+    if digit is None:
         st.info("Choose a test image or draw a digit to measure the layers.")
         return
     degrees = int(st.session_state[ANGLE])
-    digest = insp.image_digest(image)
     everyone = app_shared.all_models()
     labels = {candidate.key: app_shared.display_label(candidate) for candidate in everyone}
-    default = [candidate.key for candidate in everyone if candidate.source == "shipped" or candidate.key == entry.key]
-    chosen = st.multiselect("Models to compare (the active model is always measured)", list(labels),
-                            default=default, format_func=labels.get, key=LENS_MODELS)
-    compared = [candidate for candidate in everyone if candidate.key in chosen or candidate.key == entry.key]
-
-    def errors_at(angle: int) -> pd.DataFrame:
-        """Every compared model's lens errors at `angle`, one cached table per model."""
-        return pd.concat([lens_errors(candidate.fingerprint or f"id{id(candidate.model)}", digest, angle,
-                                      labels[candidate.key], candidate.model, image) for candidate in compared],
-                         ignore_index=True)
-
-    table = errors_at(degrees)
+    # Choosing models also changes the 45°/90° table, a part of its own (a turn of the slider leaves it).
+    st.multiselect("Models to compare (the active model is always measured)", list(labels),
+                   default=lens_default(), format_func=labels.get,
+                   key=LENS_MODELS, on_change=app_shared.rerun_parts, args=(["inside_lens", "inside_lens_angles"],))
+    table = lens_table(digit, degrees)
     chart_col, numbers_col = app_layout.row("inside_lens", [360, 380], [1, 1.1], gap="medium")
     with chart_col:
-        st.altair_chart(lens.error_chart(table), width="stretch", height=380)
+        app_shared.draw_chart(st, lens.error_chart_template, lens.error_chart_shape(table),
+                              lens.error_chart_data(table), width="stretch", height=380)
     with numbers_col:
         st.markdown(f"**Errors at {degrees}°** (conv stages: 0 = equivariant; output: 0 = invariant)")
         wide = lens.wide_table(table)
@@ -452,9 +490,15 @@ def equivariance_lens() -> None:
                                        for stage in wide.columns if stage != "model"}})
         st.caption(lens.summary(table, degrees))
 
+
+@app_shared.page_part("inside_lens_angles")
+def lens_at_two_angles() -> None:
+    digit = current_digit()
+    if digit is None:
+        return
     st.markdown("**At 45° and at 90°**, whatever angle is chosen above: the largest error over the conv stages, "
                 "and the output's.")
-    both = lens.at_two_angles({angle: errors_at(angle) for angle in (45, 90)})
+    both = lens.at_two_angles({angle: lens_table(digit, angle) for angle in (45, 90)})
     st.dataframe(both, hide_index=True, width="stretch", key="inside_lens_two_angles",
                  column_config={"model": st.column_config.TextColumn("model", width=200),
                                 **{name: st.column_config.NumberColumn(name, format="%.3f")
@@ -463,6 +507,13 @@ def equivariance_lens() -> None:
                "the grid is resampled and every design shows some error. Eight orientations (C8) follow 45° more "
                "closely at the stages than four (C4); the C4 CNN's output is invariant there by what training taught.")
 
+
+@app_shared.page_part("inside_lens_maps")
+def rotate_or_convolve_first() -> None:
+    digit = current_digit()
+    if digit is None:
+        return
+    degrees = int(st.session_state[ANGLE])
     st.subheader("Rotate then convolve, or convolve then rotate?")
     st.markdown(f"One channel of the active model, **{entry.label}**: first, the digit turned and then "
                 "passed through the network up to the stage; second, the upright digit's map turned afterwards; "
@@ -476,12 +527,14 @@ def equivariance_lens() -> None:
         format_func=lambda number: f"{number}: {lens.channel_name(model, number)}",
         help=(f"For this model channel c·{orientations} + r is channel c at orientation r·{360 // orientations}°."
               if orientations > 1 else None))
-    shown = lens_maps(fingerprint, digest, degrees, layer, int(channel), model, image)
+    shown = lens_maps(fingerprint, digit.digest, degrees, layer, int(channel), model, digit.image)
     first_col, after_col, gap_col = app_layout.row("inside_lens_maps", [180, 180, 180])
-    first_col.image(shown["rotate_then_convolve"], caption=f"Rotate then convolve: f(rot {degrees}° x)")
+    first_col.image(shown["rotate_then_convolve"], caption=f"Rotate then convolve: f(rot {degrees}° x)",
+                    output_format="PNG")
     cycled = ", orientations cycled" if orientations > 1 else ""
-    after_col.image(shown["convolve_then_rotate"], caption=f"Convolve then rotate: rot {degrees}° f(x){cycled}")
-    gap_col.image(shown["difference"], caption="Difference |first − second|")
+    after_col.image(shown["convolve_then_rotate"], caption=f"Convolve then rotate: rot {degrees}° f(x){cycled}",
+                    output_format="PNG")
+    gap_col.image(shown["difference"], caption="Difference |first − second|", output_format="PNG")
     height, width = shown["shape"]
     st.caption(f"{layer}, {shown['channel']} ({height}×{width}), after the ReLU, all three on one grey scale "
                f"(black = 0). This channel's relative error at {degrees}°: {shown['error']:.4f}. Where the stage is "
@@ -489,3 +542,5 @@ def equivariance_lens() -> None:
 
 
 equivariance_lens()
+lens_at_two_angles()
+rotate_or_convolve_first()

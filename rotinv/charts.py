@@ -31,6 +31,57 @@ MODEL_COLORS = ("#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948"
                 "#9c755f", "#bab0ac")
 
 
+# --- chart templates: a chart's shape without its data -----------------------------------
+# Turning Altair objects into Vega-Lite (validating them against the schema) costs several
+# milliseconds per chart, more than the arithmetic behind the charts a slider redraws. A
+# template is such a chart with its data left out, as the named data source TEMPLATE_DATA:
+# converted once per shape (vega_lite_template), it is drawn with new data at every turn.
+TEMPLATE_DATA = "values"
+
+
+def vega_lite_template(template: alt.TopLevelMixin) -> dict:
+    """A template (an Altair chart on alt.NamedData(TEMPLATE_DATA)) as a Vega-Lite spec, data left out.
+
+    Altair's default theme, the only configuration a chart here does not set itself,
+    fixes a 300×300 view; Streamlit's own conversion turns that theme off, and so does this.
+    """
+    spec = template.to_dict()
+    config = spec.get("config", {})
+    view = config.get("view", {})
+    for size in ("continuousWidth", "continuousHeight"):
+        view.pop(size, None)
+    if "view" in config and not view:
+        del config["view"]
+    if "config" in spec and not config:
+        del spec["config"]
+    return spec
+
+
+def probability_data(upright: np.ndarray, rotated: np.ndarray, inputs: Sequence[str]) -> pd.DataFrame:
+    """Both inputs' class probabilities in one long frame: digit, probability, input (named by `inputs`), order."""
+    classes = len(upright)
+    return pd.DataFrame({
+        "digit": np.tile(np.arange(classes), 2),
+        "probability": np.concatenate([upright, rotated]),
+        "input": np.repeat(list(inputs), classes),
+        "order": np.repeat([0, 1], classes),  # upright first, whatever the names say (the angle)
+    })
+
+
+def probability_chart() -> alt.Chart:
+    """Template: each digit's probability, a bar per input side by side (blue upright, orange rotated)."""
+    upright_first = alt.EncodingSortField("order", op="min")
+    return alt.Chart(alt.NamedData(TEMPLATE_DATA)).mark_bar().encode(
+        x=alt.X("digit:O", title="Digit", axis=alt.Axis(labelAngle=0, labelFontSize=16, titleFontSize=15)),
+        xOffset=alt.XOffset("input:N", sort=upright_first),
+        y=alt.Y("probability:Q", title="Probability", scale=alt.Scale(domain=[0, 1]),
+                axis=alt.Axis(format="%", labelFontSize=13, titleFontSize=15, tickCount=5)),
+        color=alt.Color("input:N", title=None, sort=upright_first, scale=alt.Scale(range=["#4c78a8", "#f58518"]),
+                        legend=alt.Legend(orient="top", labelFontSize=15)),
+        tooltip=["input:N", "digit:O", alt.Tooltip("probability:Q", format=".1%")],
+    )
+
+
 def _readable(chart: alt.TopLevelMixin) -> alt.TopLevelMixin:
     """Large fonts everywhere, for a projector."""
     return (

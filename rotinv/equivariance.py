@@ -27,6 +27,7 @@ mixing in an arbitrary mislabelling.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
@@ -110,6 +111,44 @@ def conv_features(model: nn.Module, images: torch.Tensor) -> dict[str, torch.Ten
     return hooked_pass(model, images)[1]
 
 
+@dataclass(frozen=True)
+class Reading:
+    """What one forward pass of a batch shows: the class probabilities and every conv stage's maps.
+
+    Every measure here compares two readings, of the images and of the images turned; a
+    reading of the upright digit serves every angle, so the app keeps it and makes one new
+    pass per angle. Treat it as read-only: the app shares readings between sessions.
+    """
+
+    probabilities: torch.Tensor  # (N, classes), float32
+    maps: dict[str, torch.Tensor]  # stage -> (N, C, H, W), after the ReLU
+    orientations: int = 1  # how many orientations each channel comes in (feature_orientations)
+
+
+def read(model: nn.Module, images: torch.Tensor) -> Reading:
+    """One hooked forward pass (rotinv.introspection.hooked_pass) of images in [0, 1], as a Reading."""
+    logits, maps = hooked_pass(model, _as_batch(images))
+    return Reading(torch.softmax(logits.float(), dim=-1), maps, feature_orientations(model))
+
+
+def read_turned(model: nn.Module, images: torch.Tensor, degrees: float) -> Reading:
+    """The Reading of the images turned `degrees` counter-clockwise (rotinv.rotation.rotate_tensor)."""
+    return read(model, rotate_tensor(_as_batch(images), degrees))
+
+
+def stage_errors(upright: Reading, turned: Reading, degrees: float) -> dict[str, float]:
+    """||f(rot x) - rot f(x)|| / ||f(x)|| for each conv stage, in order, from the readings of x and rot x."""
+    return {
+        name: _relative_error(turned.maps[name], _rotate_features(maps, degrees, upright.orientations), maps)
+        for name, maps in upright.maps.items()
+    }
+
+
+def output_error(upright: Reading, turned: Reading) -> float:
+    """||p(rot x) - p(x)|| / ||p(x)|| on the class probabilities, from the readings of x and rot x."""
+    return _relative_error(turned.probabilities, upright.probabilities, upright.probabilities)
+
+
 def layer_equivariance_errors(model: nn.Module, image: torch.Tensor, degrees: float) -> dict[str, float]:
     """The equivariance error of each conv stage (after its ReLU), by name, in order.
 
@@ -117,14 +156,7 @@ def layer_equivariance_errors(model: nn.Module, image: torch.Tensor, degrees: fl
     earlier stages (and pooling) let through. Group-convolution models get their
     orientations cycled (see feature_orientations). Two forward passes in all.
     """
-    images = _as_batch(image)
-    plain = conv_features(model, images)
-    turned = conv_features(model, rotate_tensor(images, degrees))
-    orientations = feature_orientations(model)
-    return {
-        name: _relative_error(turned[name], _rotate_features(plain[name], degrees, orientations), plain[name])
-        for name in model.conv_layers
-    }
+    return stage_errors(read(model, image), read_turned(model, image, degrees), degrees)
 
 
 def output_invariance_error(model: nn.Module, image: torch.Tensor, degrees: float) -> float:
@@ -137,12 +169,22 @@ def output_invariance_error(model: nn.Module, image: torch.Tensor, degrees: floa
     equivariant (C4 at quarter turns) from one that has learned an invariant output
     while its layers are not (rotation augmentation).
     """
-    parameter = next(model.parameters(), None)
-    images = _as_batch(image) if parameter is None else _as_batch(image).to(parameter.device)
-    with torch.no_grad():
-        plain = torch.softmax(model(images).float(), dim=-1)
-        turned = torch.softmax(model(rotate_tensor(images, degrees)).float(), dim=-1)
-    return _relative_error(turned, plain, plain)
+    return output_error(read(model, image), read_turned(model, image, degrees))
+
+
+def channel_pair(upright: Reading, turned: Reading, degrees: float, layer: str,
+                 channel: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """One channel's (H, W) map of the first image: f(rot x) beside rot f(x), from the readings of x and rot x."""
+    if layer not in upright.maps:
+        raise ValueError(f"Unknown layer {layer!r}; choose one of: {', '.join(upright.maps)}.")
+    if upright.maps[layer].shape[0] != 1:
+        raise ValueError(f"Give one image, not a batch of {upright.maps[layer].shape[0]}.")
+    channels = upright.maps[layer].shape[1]
+    if isinstance(channel, bool) or not isinstance(channel, int) or not 0 <= channel < channels:
+        raise ValueError(f"{layer} has channels 0 to {channels - 1}, got {channel!r}.")
+    map_a = turned.maps[layer][0, channel]
+    map_b = _rotate_features(upright.maps[layer], degrees, upright.orientations)[0, channel]
+    return map_a.cpu(), map_b.cpu()
 
 
 def rotate_then_convolve_vs_convolve_then_rotate(
@@ -160,10 +202,4 @@ def rotate_then_convolve_vs_convolve_then_rotate(
     images = _as_batch(image)
     if images.shape[0] != 1:
         raise ValueError(f"Give one image, not a batch of {images.shape[0]}.")
-    plain = conv_features(model, images)[layer]
-    channels = plain.shape[1]
-    if isinstance(channel, bool) or not isinstance(channel, int) or not 0 <= channel < channels:
-        raise ValueError(f"{layer} has channels 0 to {channels - 1}, got {channel!r}.")
-    map_a = conv_features(model, rotate_tensor(images, degrees))[layer][0, channel]
-    map_b = _rotate_features(plain, degrees, feature_orientations(model))[0, channel]
-    return map_a.cpu(), map_b.cpu()
+    return channel_pair(read(model, images), read_turned(model, images, degrees), degrees, layer, channel)

@@ -316,9 +316,13 @@ def upscale_image(image: torch.Tensor | np.ndarray, scale: int = 8) -> np.ndarra
 
 
 def to_png(pixels: np.ndarray) -> bytes:
-    """A uint8 grey (H, W) or RGB (H, W, 3) array as PNG bytes (lossless, unlike JPEG)."""
+    """A uint8 grey (H, W) or RGB (H, W, 3) array as PNG bytes (lossless, unlike JPEG).
+
+    zlib's fastest level: a third of the default's time for about a fifth more bytes, on
+    pictures that a shared server encodes at every turn of a slider.
+    """
     buffer = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(pixels)).save(buffer, format="PNG", optimize=False)
+    Image.fromarray(np.ascontiguousarray(pixels)).save(buffer, format="PNG", compress_level=1)
     return buffer.getvalue()
 
 

@@ -27,16 +27,21 @@ import torch
 from torch import nn
 
 from rotinv.equivariance import (
+    Reading,
+    channel_pair,
     feature_orientations,
-    layer_equivariance_errors,
-    output_invariance_error,
-    rotate_then_convolve_vs_convolve_then_rotate,
+    output_error,
+    read,
+    read_turned,
+    stage_errors,
 )
+from rotinv.charts import TEMPLATE_DATA
 from rotinv.introspection import kernels
 from rotinv.rotation import quarter_turns
 
 OUTPUT = "output"  # the stage name of the probabilities' invariance error
 EQUIVARIANCE, INVARIANCE = "equivariance", "invariance"
+COLUMNS = ["model", "stage", "measure", "error"]  # error_table's, one row per (model, stage)
 # Below this an error is "0" up to float arithmetic: the C4 model at quarter turns gives ~1e-7.
 NEAR_ZERO = 1e-4
 PALETTE = ("#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2", "#9d755d", "#bab0ac")
@@ -49,39 +54,71 @@ def error_table(models: Sequence[tuple[str, nn.Module]], image: torch.Tensor, de
 
     `models` are (name, model) pairs, names unique (they label the bars). Stages are each
     model's conv_layers, then "output" (the probabilities' invariance error) if `output`.
+    Two forward passes per model, of the image and of the image turned.
     """
     names = [name for name, _ in models]
     if len(set(names)) != len(names):
         raise ValueError(f"Model names must be unique, got {names}.")
-    rows = []
-    for name, model in models:
-        for stage, error in layer_equivariance_errors(model, image, degrees).items():
-            rows.append({"model": name, "stage": stage, "measure": EQUIVARIANCE, "error": error})
-        if output:
-            rows.append({"model": name, "stage": OUTPUT, "measure": INVARIANCE,
-                         "error": output_invariance_error(model, image, degrees)})
-    return pd.DataFrame(rows, columns=["model", "stage", "measure", "error"])
+    frames = [errors_of(name, read(model, image), read_turned(model, image, degrees), degrees, output)
+              for name, model in models]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=COLUMNS)
+
+
+def errors_of(name: str, upright: Reading, turned: Reading, degrees: float, output: bool = True) -> pd.DataFrame:
+    """error_table's rows for one model, from its readings of the image and of the image turned `degrees`."""
+    rows = [{"model": name, "stage": stage, "measure": EQUIVARIANCE, "error": error}
+            for stage, error in stage_errors(upright, turned, degrees).items()]
+    if output:
+        rows.append({"model": name, "stage": OUTPUT, "measure": INVARIANCE, "error": output_error(upright, turned)})
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def by_model(table: pd.DataFrame) -> dict[str, dict[str, list[tuple[str, float]]]]:
+    """The error table's rows grouped by model, in order: {model: {measure: [(stage, error), ...]}}.
+
+    Plain Python, not pandas: the app reads a few dozen rows at every turn of the slider,
+    where pandas' grouping and string comparisons cost more than the measuring.
+    """
+    grouped: dict[str, dict[str, list[tuple[str, float]]]] = {}
+    for model, stage, measure, error in zip(table["model"], table["stage"], table["measure"], table["error"]):
+        measures = grouped.setdefault(model, {EQUIVARIANCE: [], INVARIANCE: []})
+        measures[measure].append((stage, float(error)))
+    return grouped
 
 
 def wide_table(table: pd.DataFrame) -> pd.DataFrame:
     """The error table as one row per model (in order) and one column per stage (in order)."""
-    models = list(dict.fromkeys(table["model"]))
     stages = list(dict.fromkeys(table["stage"]))
-    wide = table.pivot(index="model", columns="stage", values="error")
-    return wide.reindex(index=models, columns=stages).rename_axis(index="model", columns=None).reset_index()
+    rows = [{"model": model, **dict(measures[EQUIVARIANCE] + measures[INVARIANCE])}
+            for model, measures in by_model(table).items()]
+    return pd.DataFrame(rows, columns=["model", *stages])
 
 
 def error_chart(table: pd.DataFrame) -> alt.LayerChart:
     """Grouped bars: one group per stage (conv1, conv2, ..., output), one bar per model, coloured by model.
 
     Each bar carries its value, so a bar of height 0 (the C4 model at a quarter turn) still
-    reads as a measured 0.00 rather than a missing model.
+    reads as a measured 0.00 rather than a missing model. The same chart as
+    error_chart_template with error_chart_data filled in.
     """
-    models = list(dict.fromkeys(table["model"]))
-    stages = list(dict.fromkeys(table["stage"]))
+    return error_chart_template(*error_chart_shape(table)).properties(data=error_chart_data(table))
+
+
+def error_chart_shape(table: pd.DataFrame) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """What the error chart's spec depends on besides the numbers: the models and the stages, in order."""
+    return tuple(dict.fromkeys(table["model"])), tuple(dict.fromkeys(table["stage"]))
+
+
+def error_chart_data(table: pd.DataFrame) -> pd.DataFrame:
+    """The error table as the error chart reads it: `shown` is the error, empty where it is infinite."""
+    return table.assign(shown=table["error"].where(np.isfinite(table["error"])))
+
+
+def error_chart_template(models: tuple[str, ...], stages: tuple[str, ...]) -> alt.LayerChart:
+    """error_chart for these models and stages, its data left out (rotinv.charts.TEMPLATE_DATA)."""
+    models, stages = list(models), list(stages)
     colors = [PALETTE[i % len(PALETTE)] for i in range(len(models))]
-    frame = table.assign(shown=table["error"].where(np.isfinite(table["error"])))
-    base = alt.Chart(frame).encode(
+    base = alt.Chart().encode(
         x=alt.X("stage:N", sort=stages, title=None,
                 axis=alt.Axis(labelAngle=0, labelFontSize=LABEL_SIZE, titleFontSize=TITLE_SIZE)),
         xOffset=alt.XOffset("model:N", sort=models),
@@ -97,7 +134,7 @@ def error_chart(table: pd.DataFrame) -> alt.LayerChart:
                                           labelLimit=420, symbolSize=160)),
     )
     values = base.mark_text(dy=-8, fontSize=11, color="#333333").encode(text=alt.Text("shown:Q", format=".2f"))
-    return alt.layer(bars, values)
+    return alt.layer(bars, values, data=alt.NamedData(TEMPLATE_DATA))
 
 
 def at_two_angles(tables: dict[float, pd.DataFrame]) -> pd.DataFrame:
@@ -110,13 +147,13 @@ def at_two_angles(tables: dict[float, pd.DataFrame]) -> pd.DataFrame:
     columns: dict[str, dict[str, float]] = {}
     models: list[str] = []
     for degrees, table in tables.items():
-        for model, rows in table.groupby("model", sort=False):
+        for model, measures in by_model(table).items():
             models.append(model)
-            layers = rows.loc[rows["measure"] == EQUIVARIANCE, "error"]
-            output = rows.loc[rows["measure"] == INVARIANCE, "error"]
-            columns.setdefault(f"conv stages, largest at {degrees:g}°", {})[model] = float(layers.max())
-            if len(output):
-                columns.setdefault(f"output at {degrees:g}°", {})[model] = float(output.iloc[0])
+            layers, output = measures[EQUIVARIANCE], measures[INVARIANCE]
+            columns.setdefault(f"conv stages, largest at {degrees:g}°", {})[model] = (
+                max(error for _, error in layers) if layers else math.nan)
+            if output:
+                columns.setdefault(f"output at {degrees:g}°", {})[model] = output[0][1]
     order = list(dict.fromkeys(models))
     frame = pd.DataFrame({name: [values.get(model, math.nan) for model in order] for name, values in columns.items()})
     return frame.assign(model=order)[["model", *columns]]
@@ -158,13 +195,18 @@ def joint_pictures(map_a: torch.Tensor | np.ndarray, map_b: torch.Tensor | np.nd
 
 
 def side_by_side(model: nn.Module, image: torch.Tensor, degrees: float, layer: str, channel: int,
-                 size: int = 196) -> dict:
+                 size: int = 196, readings: tuple[Reading, Reading] | None = None) -> dict:
     """One channel of one stage, "rotate then convolve" beside "convolve then rotate".
 
     Returns the three pictures of joint_pictures (about `size` pixels wide), the channel's
-    own relative error ||a - b|| / ||b|| and its name.
+    own relative error ||a - b|| / ||b|| and its name. `readings`, the model's readings of
+    the image upright and turned `degrees`, saves the two forward passes where they are
+    already made.
     """
-    map_a, map_b = rotate_then_convolve_vs_convolve_then_rotate(model, image, degrees, layer, channel)
+    if layer not in model.conv_layers:
+        raise ValueError(f"Unknown layer {layer!r}; choose one of: {', '.join(model.conv_layers)}.")
+    upright, turned = readings or (read(model, image), read_turned(model, image, degrees))
+    map_a, map_b = channel_pair(upright, turned, degrees, layer, channel)
     scale = max(1, size // max(map_a.shape))
     rotate_first, rotate_after, difference = joint_pictures(map_a.numpy(), map_b.numpy(), scale)
     reference = float(torch.linalg.vector_norm(map_b.double()))
@@ -190,19 +232,18 @@ def summary(table: pd.DataFrame, degrees: float) -> str:
         return (f"At {degrees:g}° nothing is turned, so every error is 0 by definition. Turn the digit "
                 "(section 2) to compare the models.")
     parts = []
-    for model, rows in table.groupby("model", sort=False):
-        layers = rows[rows["measure"] == EQUIVARIANCE]
-        output = rows[rows["measure"] == INVARIANCE]
-        worst = float(layers["error"].max()) if len(layers) else math.nan
-        first = layers.iloc[0] if len(layers) else None
+    for model, measures in by_model(table).items():
+        layers, output = measures[EQUIVARIANCE], measures[INVARIANCE]
         said = f"**{model}**: "
-        if turns is not None and len(layers) and worst < NEAR_ZERO:
-            said += f"≈ 0 at every conv stage (largest {worst:.1e})"
-        elif first is not None:
-            said += (f"{first['stage']} {_number(float(first['error']))}, largest {_number(worst)}"
-                     f" ({layers.loc[layers['error'].idxmax(), 'stage']})")
-        if len(output):
-            said += f"; output {_number(float(output['error'].iloc[0]))}"
+        if layers:
+            worst_stage, worst = max(layers, key=lambda row: row[1])  # the first of equal largest, as idxmax
+            first_stage, first = layers[0]
+            if turns is not None and worst < NEAR_ZERO:
+                said += f"≈ 0 at every conv stage (largest {worst:.1e})"
+            else:
+                said += f"{first_stage} {_number(first)}, largest {_number(worst)} ({worst_stage})"
+        if output:
+            said += f"; output {_number(output[0][1])}"
         parts.append(said)
     measured = "; ".join(parts) + "."
     if turns is not None:

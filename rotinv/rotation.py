@@ -13,6 +13,7 @@ importing torchvision, which would add seconds and ~170 MB to the app's start.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -64,6 +65,10 @@ def rotate_tensor(
     return turned.reshape(images.shape).to(images.dtype)
 
 
+# Kept per (angle, size, dtype, device): the app turns one digit and its small feature maps
+# at a few hundred angles, and building a grid costs more than sampling a 28×28 picture
+# on it. A few KB each; callers only read them.
+@functools.lru_cache(maxsize=2048)
 def _turned_grid(degrees: float, height: int, width: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     """grid_sample's sampling positions (1, H, W, 2) for a counter-clockwise turn about the centre.
 

@@ -318,6 +318,10 @@ def test_the_lens_with_only_the_active_model_and_with_a_drawing(app):
     assert not app.exception, app.exception
     assert list(lens_numbers(app)) == ["LeNet-5 (upright training)"]  # the active model is always measured
     assert len(lens_chart_specs(app)) == 1
+    # The choice reran the 45°/90° table too (its own part, which a turn of the slider leaves alone).
+    [both] = [table.value for table in app.dataframe if "output at 45°" in table.value.columns]
+    assert list(both["model"]) == ["LeNet-5 (upright training)"]
+    whole_page(app)
 
     app.radio(key="inside_source").set_value("Draw a digit").run()
     assert not app.exception, app.exception
