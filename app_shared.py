@@ -380,21 +380,29 @@ def _queue_card(ticket: Ticket) -> None:
     st.button("Cancel", key=QUEUE_CANCEL, icon=":material/close:", help="Give up your place in the queue.")
 
 
-# --- charts a widget redraws ------------------------------------------------------------------------
+# --- charts, converted to Vega-Lite once -------------------------------------------------------------
+# Building and validating an Altair chart costs more server time than most of the numbers
+# behind it (the Rotation sweep's five charts: most of the page's 0.4 s). A class on one
+# server draws the same charts again and again, so their specs are kept for everyone.
 
 
-@st.cache_data(show_spinner=False, max_entries=128)
-def _template_spec(name: str, shape: tuple, _template: Callable[..., Any]) -> dict:
-    return charts.vega_lite_template(_template(*shape))
+@st.cache_data(show_spinner=False, max_entries=256)
+def _chart_spec(name: str, args: tuple, _make: Callable[..., Any]) -> dict:
+    return charts.vega_lite_spec(_make(*args))
 
 
-def draw_chart(spot: Any, template: Callable[..., Any], shape: tuple, data: Any, **options: Any) -> None:
+def draw_chart(spot: Any, make: Callable[..., Any], *args: Any, **options: Any) -> None:
+    """spot.altair_chart(make(*args), **options), the chart made once for the same arguments (by their content)."""
+    spot.vega_lite_chart(spec=_chart_spec(f"{make.__module__}.{make.__qualname__}", args, make), **options)
+
+
+def draw_template(spot: Any, template: Callable[..., Any], shape: tuple, data: Any, **options: Any) -> None:
     """Draw template(*shape) (a chart template, rotinv.charts) with `data` in `spot` (st or a column).
 
-    The template becomes Vega-Lite once per shape and is kept; only the data is new at each
-    change, which is what makes a chart cheap to redraw at every turn of a slider.
+    For a chart redrawn with new numbers at every change (a slider's): the template becomes
+    Vega-Lite once per shape, and only the data is new each time.
     """
-    spec = _template_spec(f"{template.__module__}.{template.__qualname__}", shape, template)
+    spec = _chart_spec(f"{template.__module__}.{template.__qualname__}", shape, template)
     spot.vega_lite_chart(spec=dict(spec, datasets={charts.TEMPLATE_DATA: data}), **options)
 
 

@@ -109,7 +109,7 @@ bar.empty()
 frame = charts.sweep_frame(results)
 report = report_accuracy_by_our_angle()
 st.header("Accuracy against angle")
-st.altair_chart(charts.accuracy_chart(frame, report), width="stretch")
+app_shared.draw_chart(st, charts.accuracy_chart, frame, report, width="stretch")
 summaries = []
 for label, by_angle in results.items():
     best, worst = max(by_angle, key=lambda r: r.accuracy), min(by_angle, key=lambda r: r.accuracy)
@@ -126,7 +126,7 @@ st.caption(
        "them now." if from_records else "")
 )
 
-st.altair_chart(charts.loss_chart(frame), width="stretch")
+app_shared.draw_chart(st, charts.loss_chart, frame, width="stretch")
 st.caption("Test loss (mean cross-entropy), colours as above: where accuracy falls the loss climbs far "
            "above its upright value — the model is not just wrong, it is confidently wrong.")
 
@@ -154,7 +154,7 @@ else:
     detail = chosen[0]
 detail_results = results[app_shared.display_label(detail)]
 per_class = charts.per_class_frame(detail_results)
-st.altair_chart(charts.per_class_heatmap(per_class), width="stretch")
+app_shared.draw_chart(st, charts.per_class_heatmap, per_class, width="stretch")
 half_turn = next((r for r in detail_results if r.angle % 360 == 180), None)
 survivors = ""
 if half_turn is not None:
@@ -168,7 +168,7 @@ st.caption("One row per true digit, one column per angle; bright is right, dark 
 st.subheader("6 and 9: a turned 6 *is* a 9")
 six_nine_column, numbers_column = app_layout.row("sweep_six_nine", [400, 220], [3, 1], gap="large")
 with six_nine_column:
-    st.altair_chart(charts.highlight_digits_chart(per_class, (6, 9)), width="stretch")
+    app_shared.draw_chart(st, charts.highlight_digits_chart, per_class, (6, 9), width="stretch")
     st.caption("Accuracy on the 6s (red) and the 9s (blue) against angle; the other digits in grey. "
                "At 180° a 6 looks like a 9, so a model that ignored rotation could not tell them apart.")
 with numbers_column:
@@ -193,7 +193,7 @@ close_angle = st.select_slider("Angle", angles, value=default_angle, format_func
 close = next(r for r in detail_results if r.angle == close_angle)
 matrix_column, gallery_column = app_layout.row("sweep_close_up", [400, 320], [3, 2], gap="large")
 with matrix_column:
-    st.altair_chart(charts.confusion_chart(charts.confusion_frame(close)), width="stretch")
+    app_shared.draw_chart(st, charts.confusion_chart, charts.confusion_frame(close), width="stretch")
     row6, row9 = close.confusion[6], close.confusion[9]
     st.caption(f"Confusion matrix at {close_angle:g}°: rows are the true digits, columns what the model said; "
                f"a perfect model fills only the diagonal. Here {row6[9]:,} of {sum(row6):,} sixes were read as 9 "

@@ -309,7 +309,7 @@ def model_says() -> None:
         return
     which = ("upright", f"rotated {int(st.session_state[ANGLE])}°")
     table = charts.probability_data(views["upright"]["probabilities"], views["rotated"]["probabilities"], which)
-    app_shared.draw_chart(st, charts.probability_chart, (), table, width="stretch", height=340)
+    app_shared.draw_template(st, charts.probability_chart, (), table, width="stretch", height=340)
     st.caption("Probability of each digit, upright (blue) and rotated (orange); the tallest bar is the "
                "prediction. Turn the input and watch whether the orange bars stay on the same digit.")
 
@@ -479,8 +479,8 @@ def equivariance_lens() -> None:
     table = lens_table(digit, degrees)
     chart_col, numbers_col = app_layout.row("inside_lens", [360, 380], [1, 1.1], gap="medium")
     with chart_col:
-        app_shared.draw_chart(st, lens.error_chart_template, lens.error_chart_shape(table),
-                              lens.error_chart_data(table), width="stretch", height=380)
+        app_shared.draw_template(st, lens.error_chart_template, lens.error_chart_shape(table),
+                                 lens.error_chart_data(table), width="stretch", height=380)
     with numbers_col:
         st.markdown(f"**Errors at {degrees}°** (conv stages: 0 = equivariant; output: 0 = invariant)")
         wide = lens.wide_table(table)

@@ -35,17 +35,17 @@ MODEL_COLORS = ("#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948"
 # Turning Altair objects into Vega-Lite (validating them against the schema) costs several
 # milliseconds per chart, more than the arithmetic behind the charts a slider redraws. A
 # template is such a chart with its data left out, as the named data source TEMPLATE_DATA:
-# converted once per shape (vega_lite_template), it is drawn with new data at every turn.
+# converted once per shape (vega_lite_spec), it is drawn with new data at every turn.
 TEMPLATE_DATA = "values"
 
 
-def vega_lite_template(template: alt.TopLevelMixin) -> dict:
-    """A template (an Altair chart on alt.NamedData(TEMPLATE_DATA)) as a Vega-Lite spec, data left out.
+def vega_lite_spec(chart: alt.TopLevelMixin) -> dict:
+    """An Altair chart (or template) as the Vega-Lite spec Streamlit draws.
 
     Altair's default theme, the only configuration a chart here does not set itself,
     fixes a 300×300 view; Streamlit's own conversion turns that theme off, and so does this.
     """
-    spec = template.to_dict()
+    spec = chart.to_dict()
     config = spec.get("config", {})
     view = config.get("view", {})
     for size in ("continuousWidth", "continuousHeight"):
