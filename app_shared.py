@@ -9,7 +9,9 @@ and nowhere else.
 from __future__ import annotations
 
 import os
+import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -378,6 +380,48 @@ def _queue_card(ticket: Ticket) -> None:
         st.switch_page(TRAIN_PAGE)  # a full run there: it trains (or says the place was lost)
     st.info(queue_message(ticket.status()), icon=":material/hourglass_top:")
     st.button("Cancel", key=QUEUE_CANCEL, icon=":material/close:", help="Give up your place in the queue.")
+
+
+# --- results kept for everyone, on the hot path ---------------------------------------------------------
+# st.cache_data and st.cache_resource hash every argument, read the function's signature
+# and (cache_data) pickle the result, at each call: a fraction of a millisecond, but the
+# Inside page makes dozens of such calls per turn of the slider, and on a shared server
+# every session's script runs take turns on one interpreter (the GIL), so that overhead
+# was a tenth of what a class of 30 waited for. kept() is for those calls only.
+_KEPT: dict[str, tuple[threading.Lock, OrderedDict]] = {}
+
+
+def kept(max_entries: int) -> Callable[[Callable], Callable]:
+    """Decorator: keep the last `max_entries` results of a function for every session, by its plain arguments.
+
+    Like st.cache_resource, but keyed by the arguments themselves (hashable: strings,
+    numbers, tuples), positional only, skipping those whose names start with "_" (models,
+    tensors: what the other arguments name). The result is shared, not copied: read it,
+    never change it. Defined again at every run of a page, the function keeps its store
+    (found by its file and name), as Streamlit's caches do.
+    """
+    def decorate(func: Callable) -> Callable:
+        code = func.__code__
+        keyed = [i for i, name in enumerate(code.co_varnames[:code.co_argcount]) if not name.startswith("_")]
+        lock, store = _KEPT.setdefault(f"{code.co_filename}:{func.__qualname__}", (threading.Lock(), OrderedDict()))
+
+        def wrapper(*args: Any) -> Any:
+            key = tuple(args[i] for i in keyed)
+            with lock:
+                if key in store:
+                    store.move_to_end(key)
+                    return store[key]
+            value = func(*args)  # outside the lock: two sessions may both make it, once each
+            with lock:
+                store[key] = value
+                while len(store) > max_entries:
+                    store.popitem(last=False)
+            return value
+
+        wrapper.__wrapped__ = func
+        return wrapper
+
+    return decorate
 
 
 # --- charts, converted to Vega-Lite once -------------------------------------------------------------

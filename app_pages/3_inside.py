@@ -55,14 +55,14 @@ def kernel_pictures(fingerprint: str, _model: torch.nn.Module) -> dict[str, dict
 # One forward pass per (model, digit, angle), kept for every part and every session: the
 # digit's pictures, the lens and the rotate-then-convolve maps all read it, and the
 # upright reading serves every angle. Shared objects: read, never changed.
-@st.cache_resource(show_spinner=False, max_entries=512)
+@app_shared.kept(max_entries=256)
 def reading(fingerprint: str, digest: str, degrees: int, _model: torch.nn.Module,
             _image: torch.Tensor) -> equivariance.Reading:
     """The model's reading of the digit turned `degrees` counter-clockwise (0: upright)."""
     return equivariance.read_turned(_model, _image, degrees)
 
 
-@st.cache_resource(show_spinner=False, max_entries=256)
+@app_shared.kept(max_entries=256)
 def view(fingerprint: str, digest: str, degrees: int, turned_back: bool,
          _model: torch.nn.Module, _image: torch.Tensor) -> dict:
     """The digit turned `degrees` through the model, as the page shows it: pictures and probabilities."""
@@ -80,7 +80,7 @@ def view(fingerprint: str, digest: str, degrees: int, turned_back: bool,
     }
 
 
-@st.cache_data(show_spinner=False, max_entries=256)
+@app_shared.kept(max_entries=256)
 def channel_kernels_png(fingerprint: str, layer: str, channel: int, _model: torch.nn.Module) -> bytes:
     """The kernels that make one output channel of a stage, side by side (one per input map)."""
     bank = insp.kernels(_model, layer)[channel]
@@ -89,15 +89,15 @@ def channel_kernels_png(fingerprint: str, layer: str, channel: int, _model: torc
     return insp.to_png(insp.tile_grid(bank, columns=columns, scale=scale, pad=2))
 
 
-@st.cache_data(show_spinner=False, max_entries=1024)
+@app_shared.kept(max_entries=1024)
 def lens_errors(fingerprint: str, digest: str, degrees: int, name: str,
-                _model: torch.nn.Module, _image: torch.Tensor) -> pd.DataFrame:
-    """One model's equivariance error per conv stage, and its output's invariance error."""
-    return lens.errors_of(name, reading(fingerprint, digest, 0, _model, _image),
-                          reading(fingerprint, digest, degrees, _model, _image), degrees)
+                _model: torch.nn.Module, _image: torch.Tensor) -> list[tuple]:
+    """One model's equivariance error per conv stage, and its output's invariance error (lens.error_rows)."""
+    return lens.error_rows(name, reading(fingerprint, digest, 0, _model, _image),
+                           reading(fingerprint, digest, degrees, _model, _image), degrees)
 
 
-@st.cache_data(show_spinner=False, max_entries=256)
+@app_shared.kept(max_entries=256)
 def lens_maps(fingerprint: str, digest: str, degrees: int, layer: str, channel: int,
               _model: torch.nn.Module, _image: torch.Tensor) -> dict:
     """One channel, rotate-then-convolve beside convolve-then-rotate, as PNGs on one grey scale."""
@@ -136,20 +136,21 @@ kernel_pics = kernel_pictures(fingerprint, model)
 # Turning the digit or picking another reruns only the parts that show it (named fragments,
 # app_shared.page_part, rerun from the widgets' callbacks); the title, the kernels, the
 # explanations and the sidebar stay on screen as they are. The parts read the digit and
-# the angle from session state (current_digit, current_views), never from this full
+# the angle from session state (current_digit, current_view), never from this full
 # run's variables: a part-only rerun does not run the code around it.
 
 
 def angle_parts() -> list[str]:
-    """The parts that show the digit at its angle: what a turn reruns."""
-    return ["inside_seen", "inside_odds", *(f"inside_maps_{layer}" for layer in layers),
+    """The parts that show the digit at its angle: what a turn reruns (the upright pictures stay)."""
+    return ["inside_seen_rotated", "inside_odds", *(f"inside_maps_rotated_{layer}" for layer in layers),
             *(f"inside_close_{layer}" for layer in layers if kernel_pics[layer]["shape"][1] > 1), "inside_lens",
             "inside_lens_maps"]
 
 
 def digit_parts() -> list[str]:
-    """The parts that show the digit: what picking another reruns (the 45°/90° table too)."""
-    return [*angle_parts(), "inside_lens_angles"]
+    """The parts that show the digit: what picking another reruns (the upright ones and the 45°/90° table too)."""
+    return [*angle_parts(), "inside_digit_name", "inside_seen_upright",
+            *(f"inside_maps_upright_{layer}" for layer in layers), "inside_lens_angles"]
 
 
 @dataclass(frozen=True)
@@ -186,14 +187,15 @@ def current_digit() -> Digit | None:
     return digit
 
 
-def current_views() -> dict | None:
-    """view() of the current digit, upright and at the current angle (cached: the parts share them)."""
+def current_view(name: str) -> dict | None:
+    """view() of the current digit, "upright" or "rotated" by the current angle (cached: the parts share them)."""
     digit = current_digit()
     if digit is None:
         return None
-    return {"upright": view(fingerprint, digit.digest, 0, False, model, digit.image),
-            "rotated": view(fingerprint, digit.digest, int(st.session_state[ANGLE]),
-                            bool(st.session_state.get(TURN_BACK, False)), model, digit.image)}
+    if name == "upright":
+        return view(fingerprint, digit.digest, 0, False, model, digit.image)
+    return view(fingerprint, digit.digest, int(st.session_state[ANGLE]), bool(st.session_state.get(TURN_BACK, False)),
+                model, digit.image)
 
 
 # The four numbered sections in one row that wraps: side by side on a wide screen (the
@@ -276,39 +278,44 @@ with turn:
 
 
 # 3. What the model sees, and what it says ----------------------------------------------------------------------
-@app_shared.page_part("inside_seen")
-def model_sees() -> None:
-    views = current_views()
-    if views is None:
+@app_shared.page_part("inside_digit_name")
+def digit_name() -> None:
+    digit = current_digit()
+    if digit is None:
         st.info("Choose a test image or draw a digit to see predictions and feature maps; the kernels "
                 "below do not depend on the input.")
         return
+    st.markdown(f"{digit.caption} Model: **{entry.label}**.")
+
+
+def model_sees(name: str) -> None:
+    """The input the model gets, upright or rotated, and its prediction."""
+    shown = current_view(name)
+    if shown is None:
+        return
     degrees = int(st.session_state[ANGLE])
-    st.markdown(f"{current_digit().caption} Model: **{entry.label}**.")
-    upright_col, rotated_col = app_layout.row("inside_inputs", [150, 150])
-    for column, name, title, alt_text, caption in (
-            (upright_col, "upright", "Prediction (upright)", "Model input, upright",
-             "What the model sees: the 28×28 input, upright."),
-            (rotated_col, "rotated", f"Prediction (rotated {degrees}°)", f"Rotated input, {degrees} degrees",
-             f"Rotated input: the same 28×28 turned {degrees}° counter-clockwise.")):
-        with column:
-            # The confidence as the metric's delta, not a tooltip: readable on a projector,
-            # and the label keeps its width for the words.
-            st.metric(title, str(views[name]["predicted"]),
-                      delta=f"{views[name]['probabilities'].max():.1%} sure", delta_color="off",
-                      delta_arrow="off")
-            st.image(views[name]["input_png"], width=INPUT_SCALE * 28, alt=alt_text, output_format="PNG")
-            st.caption(caption)
+    if name == "upright":
+        title, alt_text, caption = ("Prediction (upright)", "Model input, upright",
+                                    "What the model sees: the 28×28 input, upright.")
+    else:
+        title, alt_text, caption = (f"Prediction (rotated {degrees}°)", f"Rotated input, {degrees} degrees",
+                                    f"Rotated input: the same 28×28 turned {degrees}° counter-clockwise.")
+    # The confidence as the metric's delta, not a tooltip: readable on a projector, and the
+    # label keeps its width for the words.
+    st.metric(title, str(shown["predicted"]), delta=f"{shown['probabilities'].max():.1%} sure", delta_color="off",
+              delta_arrow="off")
+    st.image(shown["input_png"], width=INPUT_SCALE * 28, alt=alt_text, output_format="PNG")
+    st.caption(caption)
 
 
 @app_shared.page_part("inside_odds")
 def model_says() -> None:
-    views = current_views()
-    if views is None:
+    upright, rotated = current_view("upright"), current_view("rotated")
+    if upright is None:
         st.info("The probabilities of each digit appear here once there is a digit.")
         return
     which = ("upright", f"rotated {int(st.session_state[ANGLE])}°")
-    table = charts.probability_data(views["upright"]["probabilities"], views["rotated"]["probabilities"], which)
+    table = charts.probability_data(upright["probabilities"], rotated["probabilities"], which)
     app_shared.draw_template(st, charts.probability_chart, (), table, width="stretch", height=340)
     st.caption("Probability of each digit, upright (blue) and rotated (orange); the tallest bar is the "
                "prediction. Turn the input and watch whether the orange bars stay on the same digit.")
@@ -316,7 +323,12 @@ def model_says() -> None:
 
 with seen:
     st.subheader("3 · What the model sees")
-    model_sees()
+    digit_name()
+    upright_col, rotated_col = app_layout.row("inside_inputs", [150, 150])
+    with upright_col:
+        app_shared.page_part("inside_seen_upright")(model_sees)("upright")
+    with rotated_col:
+        app_shared.page_part("inside_seen_rotated")(model_sees)("rotated")
 with odds:
     st.subheader("4 · What it says")
     model_says()
@@ -344,28 +356,19 @@ DEEP_LESSON = ("Each row makes one feature map from all the maps of the layer be
 
 
 
-def feature_maps(layer: str) -> None:
-    """The layer's feature maps, upright and rotated: what changes when the digit turns."""
-    views = current_views()
-    if views is None:
-        st.info("Feature maps appear here once there is a digit.")
+def feature_maps(layer: str, name: str) -> None:
+    """The layer's feature maps for the digit upright or rotated: what changes when it turns."""
+    shown = current_view(name)
+    if shown is None:
+        if name == "upright":
+            st.info("Feature maps appear here once there is a digit.")
         return
-    degrees = int(st.session_state[ANGLE])
-    upright_maps = views["upright"]["maps"][layer]
-    rotated_maps = views["rotated"]["maps"][layer]
-    shape = upright_maps["shape"]
-    upright_col, rotated_col = app_layout.row(f"inside_maps_{layer}", [300, 300], gap="medium")
-    with upright_col:
+    if name == "upright":
         st.markdown(f"**{layer} feature maps, upright**")
-        st.image(upright_maps["png"], alt=f"{layer} feature maps, upright", output_format="PNG")
-    with rotated_col:
+    else:
         turned = ", turned back" if st.session_state.get(TURN_BACK) else ""
-        st.markdown(f"**{layer} feature maps, rotated {degrees}°{turned}**")
-        st.image(rotated_maps["png"], alt=f"{layer} feature maps, rotated", output_format="PNG")
-    st.caption(f"{shape[0]} feature maps ({insp.describe_shape(torch.empty(shape))}) for each input, "
-               "after the ReLU, each stretched to its own range (black = no response). Compare the same "
-               "tile in the two: in a rotation-invariant network the rotated maps would be the "
-               "upright ones, turned (tick the box above to turn them back and compare directly).")
+        st.markdown(f"**{layer} feature maps, rotated {int(st.session_state[ANGLE])}°{turned}**")
+    st.image(shown["maps"][layer]["png"], alt=f"{layer} feature maps, {name}", output_format="PNG")
 
 
 def close_up(layer: str) -> None:
@@ -378,11 +381,10 @@ def close_up(layer: str) -> None:
              output_format="PNG")
     st.caption(f"The {in_channels} kernels that make {layer}'s feature map {channel}, one for each "
                "input map from the layer before; their responses are summed, then the ReLU is applied.")
-    views = current_views()
-    if views is not None:
+    if current_digit() is not None:
         close_up_col, close_rotated = app_layout.row(f"inside_close_{layer}", [120, 120])
         for column, name in ((close_up_col, "upright"), (close_rotated, "rotated")):
-            one_map = views[name]["maps"][layer]["raw"][channel]
+            one_map = current_view(name)["maps"][layer]["raw"][channel]
             size = one_map.shape[-1]
             column.image(insp.to_png(insp.upscale_image(insp.normalise_tiles(one_map), scale=max(1, 168 // size))),
                          alt=f"{layer} map {channel}, {name}", output_format="PNG")
@@ -393,7 +395,18 @@ for position, (layer, tab) in enumerate(zip(layers, st.tabs(list(layers)))):
     with tab:
         pic = kernel_pics[layer]
         out_channels, in_channels = pic["shape"][:2]
-        app_shared.page_part(f"inside_maps_{layer}")(feature_maps)(layer)  # first: it is what changes
+        # First, as it is what changes: each side a part of its own, as a turn redraws only one.
+        upright_col, rotated_col = app_layout.row(f"inside_maps_{layer}", [300, 300], gap="medium")
+        with upright_col:
+            app_shared.page_part(f"inside_maps_upright_{layer}")(feature_maps)(layer, "upright")
+        with rotated_col:
+            app_shared.page_part(f"inside_maps_rotated_{layer}")(feature_maps)(layer, "rotated")
+        if (upright := current_view("upright")) is not None:
+            shape = upright["maps"][layer]["shape"]
+            st.caption(f"{shape[0]} feature maps ({insp.describe_shape(torch.empty(shape))}) for each input, "
+                       "after the ReLU, each stretched to its own range (black = no response). Compare the same "
+                       "tile in the two: in a rotation-invariant network the rotated maps would be the "
+                       "upright ones, turned (tick the box above to turn them back and compare directly).")
 
         kernels_col, close_col = app_layout.row(f"inside_kernels_{layer}", [300, 300], gap="medium")
         with kernels_col:
@@ -458,9 +471,10 @@ def compared_models() -> list[app_shared.ModelEntry]:
 
 def lens_table(digit: Digit, degrees: int) -> pd.DataFrame:
     """Every compared model's lens errors at `degrees`, one cached table per model."""
-    return pd.concat([lens_errors(candidate.fingerprint or f"id{id(candidate.model)}", digit.digest, degrees,
-                                  app_shared.display_label(candidate), candidate.model, digit.image)
-                      for candidate in compared_models()], ignore_index=True)
+    rows = [row for candidate in compared_models()
+            for row in lens_errors(candidate.fingerprint or f"id{id(candidate.model)}", digit.digest, degrees,
+                                   app_shared.display_label(candidate), candidate.model, digit.image)]
+    return pd.DataFrame(rows, columns=lens.COLUMNS)
 
 
 @app_shared.page_part("inside_lens")

@@ -66,11 +66,16 @@ def error_table(models: Sequence[tuple[str, nn.Module]], image: torch.Tensor, de
 
 def errors_of(name: str, upright: Reading, turned: Reading, degrees: float, output: bool = True) -> pd.DataFrame:
     """error_table's rows for one model, from its readings of the image and of the image turned `degrees`."""
-    rows = [{"model": name, "stage": stage, "measure": EQUIVARIANCE, "error": error}
-            for stage, error in stage_errors(upright, turned, degrees).items()]
+    return pd.DataFrame(error_rows(name, upright, turned, degrees, output), columns=COLUMNS)
+
+
+def error_rows(name: str, upright: Reading, turned: Reading, degrees: float,
+               output: bool = True) -> list[tuple[str, str, str, float]]:
+    """errors_of as plain (model, stage, measure, error) tuples: what the app keeps, and joins into one frame."""
+    rows = [(name, stage, EQUIVARIANCE, error) for stage, error in stage_errors(upright, turned, degrees).items()]
     if output:
-        rows.append({"model": name, "stage": OUTPUT, "measure": INVARIANCE, "error": output_error(upright, turned)})
-    return pd.DataFrame(rows, columns=COLUMNS)
+        rows.append((name, OUTPUT, INVARIANCE, output_error(upright, turned)))
+    return rows
 
 
 def by_model(table: pd.DataFrame) -> dict[str, dict[str, list[tuple[str, float]]]]:
