@@ -17,6 +17,7 @@ from torch import nn
 
 from rotinv import precision as precisions
 from rotinv.architectures import build_model
+from rotinv.data import unit_range
 from rotinv.rotation import rotate_each
 
 AUGMENTATIONS = ("none", "rotation")
@@ -173,7 +174,8 @@ def upright_accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tenso
     device = next(model.parameters()).device
     with torch.inference_mode():
         model.eval()
-        correct = sum(int((model(images[s:s + 512].to(device)).argmax(1) == labels[s:s + 512].to(device)).sum())
+        correct = sum(int((model(unit_range(images[s:s + 512]).to(device)).argmax(1)
+                           == labels[s:s + 512].to(device)).sum())
                       for s in range(0, len(images), 512))
     model.train(was_training)
     return correct / max(1, len(images))
@@ -327,7 +329,7 @@ def train(
                         report()  # one last report, so the caller knows exactly how far the model got
                     break
                 index = order[start : start + config.batch_size]
-                batch, target = images[index], labels[index]
+                batch, target = unit_range(images[index]), labels[index]  # uint8 pixels too
                 if config.augment == "rotation":
                     angles = torch.rand(len(index), generator=angle_gen) * 360.0
                     batch = rotate_each(batch, angles)

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from rotinv.architectures import build_model
-from rotinv.data import load_mnist
+from rotinv.data import load_mnist, unit_range
 from rotinv.evaluation import evaluate
 from rotinv.training import TrainConfig, train
 
@@ -37,6 +37,21 @@ def test_same_seed_gives_the_same_weights_and_another_seed_does_not(small_train)
     assert all(torch.equal(first[k], second[k]) for k in first)
     other = train(subset.images, subset.labels, TrainConfig(epochs=1, batch_size=50, seed=8)).model.state_dict()
     assert not torch.equal(first["conv1.weight"], other["conv1.weight"])
+
+
+def test_training_on_the_files_bytes_is_training_on_their_floats(small_train):
+    # The app keeps the training split as uint8 pixels (a quarter of the memory) and turns
+    # each batch into floats: the same numbers as load_mnist's, so the very same model.
+    as_bytes = load_mnist(True, real_data_root(), download=False, as_bytes=True).subset(300)
+    assert as_bytes.images.dtype == torch.uint8 and int(as_bytes.images.max()) == 255
+    floats = small_train.subset(300)
+    assert torch.equal(unit_range(as_bytes.images), floats.images)
+    config = TrainConfig(epochs=1, batch_size=50, seed=3, augment="rotation")
+    from_bytes = train(as_bytes.images, as_bytes.labels, config, held_out=(as_bytes.images, as_bytes.labels))
+    from_floats = train(floats.images, floats.labels, config, held_out=(floats.images, floats.labels))
+    assert all(torch.equal(from_bytes.model.state_dict()[k], value)
+               for k, value in from_floats.model.state_dict().items())
+    assert from_bytes.history[-1].held_out_accuracy == from_floats.history[-1].held_out_accuracy
 
 
 def test_progress_reports_and_stop_flag_keep_the_model_so_far(small_train):
