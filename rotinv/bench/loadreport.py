@@ -46,6 +46,7 @@ class Result:
     peak_rss_bytes: int
     wall_s: float
     harness_cores: float  # CPU the harness itself used, in cores (it shares the machine)
+    server_cores: float = 0.0  # CPU the server used during the lesson, in cores (all its processes)
     load: str = ""
     server_log_tail: list[str] = field(default_factory=list)
 
@@ -74,7 +75,7 @@ def mb(value: int) -> str:
 
 
 def summarise(sessions: int, trainings: int, outcomes: Sequence, cold: float | None, peak_rss: int,
-              wall: float, harness_cores: float) -> Result:
+              wall: float, harness_cores: float, server_cores: float = 0.0) -> Result:
     """One lesson's Result from every student's Outcome (rotinv.bench.students)."""
     errors = [error for outcome in outcomes for error in outcome.errors]
     done = [training for outcome in outcomes for training in outcome.trainings]
@@ -92,7 +93,7 @@ def summarise(sessions: int, trainings: int, outcomes: Sequence, cold: float | N
         trainings_queued=sum(training.queued for training in done),
         errors=dict(Counter(kind for kind, _ in errors)), error_list=errors,
         checked_answers=sum(outcome.checked for outcome in outcomes),
-        peak_rss_bytes=peak_rss, wall_s=wall, harness_cores=harness_cores)
+        peak_rss_bytes=peak_rss, wall_s=wall, harness_cores=harness_cores, server_cores=server_cores)
 
 
 def capacity(results: Sequence[Result], trainings: int) -> str:
@@ -159,8 +160,8 @@ def other_lines(results: Sequence[Result]) -> list[str]:
                          "(p50 / max, from pressing Train)")
     for result in results:
         lines.append(f"{result.sessions} sessions, {result.trainings} trainings: lesson {result.wall_s:.0f} s; "
-                     f"cold start {seconds(result.cold_start_s)}; the harness itself used "
-                     f"{result.harness_cores:.2f} cores; {result.load}")
+                     f"cold start {seconds(result.cold_start_s)}; the server used {result.server_cores:.2f} "
+                     f"cores, the harness itself {result.harness_cores:.2f}; {result.load}")
     return lines
 
 

@@ -105,6 +105,25 @@ class PeakRss:
         return self.peak
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system) the process and its children have used so far.
+
+    Beside the cores a lesson could use, it tells a server bound by its cores from one
+    bound by its one interpreter (the sessions' script threads share one GIL).
+    """
+    import psutil
+
+    total = 0.0
+    try:
+        root = psutil.Process(pid)
+        for member in [root, *root.children(recursive=True)]:
+            times = member.cpu_times()
+            total += times.user + times.system
+    except psutil.Error:
+        pass
+    return total
+
+
 async def warm_up(url: str, timeout: float) -> float:
     """One visitor before the class: the server's first run (imports, models, MNIST) is paid
     here, so the students' first renders are a new visitor's on a running server. Its seconds."""
@@ -141,16 +160,19 @@ def run_config(config: LoadConfig, oracle: Oracle, log=print) -> Result:
             except (SessionError, OSError) as error:
                 cold = None
                 log(f"warm-up failed: {error}")
+            server_before = tree_cpu_seconds(process.pid)
             started = time.monotonic()
             outcomes = asyncio.run(lesson(url, config, oracle))
             wall = time.monotonic() - started
             harness_cpu = sum(harness.cpu_times()[:2]) - cpu_before
+            server_cpu = tree_cpu_seconds(process.pid) - server_before
             peak = rss.close()
         finally:
             stop(process)
         server_log.seek(0)
         tail = server_log.read().decode(errors="replace").splitlines()[-20:]
-    result = summarise(config.sessions, config.trainings, outcomes, cold, peak, wall, harness_cpu / max(wall, 1e-9))
+    result = summarise(config.sessions, config.trainings, outcomes, cold, peak, wall, harness_cpu / max(wall, 1e-9),
+                       server_cpu / max(wall, 1e-9))
     result.load = f"before: {load_before}; after: {load_now()}"
     if any(kind == "exception" for kind, _ in result.error_list):
         result.server_log_tail = tail
