@@ -52,7 +52,7 @@ st.markdown(
     "to see what happens when the digits are turned."
 )
 
-test = app_shared.mnist_split(train=False)
+test = app_shared.mnist_test_split()
 
 
 # --- the active model ----------------------------------------------------------------------------
