@@ -448,7 +448,8 @@ elif limits is not None:
         preset_buttons(limits)
         request = training_form(limits)
     if request is not None:
-        prepare_worker()  # a training process, importing torch while this press is timed and queued
+        # a training process, importing torch while this press is timed and queued (one per slot at most)
+        prepare_worker(most=app_shared.training_admission().limit)
         st.session_state[CLICKED] = SCRIPT_STARTED  # the wait for the results includes the queue
         chosen = st.session_state.get(PRESET_ESTIMATE)
         expected = chosen[3] if chosen is not None and chosen[1:3] == request else seconds_here(*request)[0]

@@ -100,11 +100,14 @@ class _Worker:
 
 
 _idle_workers: list[_Worker] = []
+_busy_workers = 0  # workers training now
 _workers_lock = threading.Lock()
 
 
 def _borrow_worker(idle_s: float) -> _Worker:
+    global _busy_workers
     with _workers_lock:
+        _busy_workers += 1
         while _idle_workers:
             worker = _idle_workers.pop()
             if worker.alive():
@@ -113,17 +116,27 @@ def _borrow_worker(idle_s: float) -> _Worker:
     return _Worker(idle_s)
 
 
-def prepare_worker(idle_s: float = WORKER_IDLE_S) -> None:
-    """Start a worker now if none is waiting, so it has imported torch by the time a training needs it."""
+def prepare_worker(most: int = 1, idle_s: float = WORKER_IDLE_S) -> None:
+    """Start a worker now, so it has imported torch by the time a training needs it: unless one is
+    already waiting, or `most` (the trainings allowed at once) are there already. A worker costs
+    ~0.5 GB; a server that runs one training at a time never needs two."""
     with _workers_lock:
-        if any(worker.alive() for worker in _idle_workers):
+        _idle_workers[:] = [worker for worker in _idle_workers if worker.alive()]
+        if _idle_workers or _busy_workers + len(_idle_workers) >= most:
             return
         _idle_workers.append(_Worker(idle_s))
 
 
-def _give_back_worker(worker: _Worker) -> None:
+def _give_back_worker(worker: _Worker | None) -> None:
+    """A training is over: keep its worker for the next one, unless another is waiting already."""
+    global _busy_workers
     with _workers_lock:
-        _idle_workers.append(worker)
+        _busy_workers -= 1
+        if worker is not None and not any(waiting.alive() for waiting in _idle_workers):
+            _idle_workers.append(worker)
+            return
+    if worker is not None:
+        worker.end()
 
 
 def idle_worker_pids() -> list[int]:
@@ -142,13 +155,19 @@ class TrainingProcess:
         self._ended = False  # the worker said how the job ended: its weights, or why it failed
         self.state_dict: dict[str, torch.Tensor] | None = None  # the weights, once the training has ended
         self.stopped_early = False
+        self._closed = False
         try:
             _send(self._connection, job)
         except OSError:  # the worker ended itself just now: a new one
             self._worker.end()
             self._worker = _Worker(idle_s)
             self._connection = self._worker.connection
-            _send(self._connection, job)
+            try:
+                _send(self._connection, job)
+            except OSError as error:
+                self._worker.end()
+                _give_back_worker(None)
+                raise TrainingFailed(f"A training process could not be started: {error}") from None
 
     @property
     def pid(self) -> int:
@@ -187,12 +206,16 @@ class TrainingProcess:
 
     def close(self) -> None:
         """Give the worker back for the next training, or end it if its training did not end cleanly."""
+        if self._closed:
+            return
+        self._closed = True
         if not self._ended:
             self.stop(timeout=10.0)
         if self._ended and self._worker.alive():
             _give_back_worker(self._worker)
         else:
             self._worker.end()
+            _give_back_worker(None)
 
     def __enter__(self) -> TrainingProcess:
         return self

@@ -7,6 +7,7 @@ import os
 import signal
 import time
 
+import psutil
 import pytest
 import torch
 
@@ -94,3 +95,22 @@ def test_a_worker_without_work_ends_itself():
     assert wait_until(lambda: pid not in idle_worker_pids())
     prepare_worker()  # the next training's worker starts before it is asked for
     assert len(idle_worker_pids()) == 1
+    prepare_worker()  # one is waiting already: no second
+    assert len(idle_worker_pids()) == 1
+
+
+def test_no_more_workers_than_trainings_allowed_at_once():
+    prepare_worker(most=1)
+    waiting = idle_worker_pids()
+    assert len(waiting) == 1
+    with TrainingProcess(job(real_data_root())) as training:
+        assert training.pid == waiting[0]  # the prepared worker trains
+        prepare_worker(most=1)  # a second press while it trains, with one slot: it will wait, not need a worker
+        assert idle_worker_pids() == []
+        prepare_worker(most=2)  # with two slots it may start at once: its worker gets ready
+        assert len(idle_worker_pids()) == 1
+        list(training.reports())
+    # the training's worker is not kept beside the one already waiting (~0.5 GB each)
+    assert len(idle_worker_pids()) == 1 and training.pid not in idle_worker_pids()
+    assert wait_until(lambda: not psutil.pid_exists(training.pid) or
+                      psutil.Process(training.pid).status() == psutil.STATUS_ZOMBIE, 10)
