@@ -17,13 +17,11 @@ from rotinv.limits import MNIST_TRAIN_IMAGES, training_limits, train_size_choice
 from rotinv.architectures import ARCHITECTURES, DESCRIPTIONS, architecture_name, build_model
 from rotinv.models import count_parameters
 from rotinv.records import DEFAULT_ANGLES
-from rotinv.data import mnist_available, resolve_data_root
 from rotinv.introspection import classifier_input
 from rotinv.report import CHECKPOINT_ANGLES, REPORT_TABLE1, REPORT_TABLE2, counted, table1, table2
 from rotinv.precision import PRECISIONS, describe as describe_precision
 from rotinv.training import (PRESETS, SCHEDULES, TrainConfig, choose_precision, estimate_seconds, preset_config,
-                             report_interval)
-from rotinv.training_process import TrainingFailed, TrainingJob, TrainingProcess, prepare_worker
+                             report_interval, train)
 
 SCRIPT_STARTED = time.perf_counter()  # this script run began: a click on Train is answered from here
 UPLOAD = "upload_checkpoint"
@@ -52,7 +50,7 @@ st.markdown(
     "to see what happens when the digits are turned."
 )
 
-test = app_shared.mnist_test_split()
+test = app_shared.mnist_split(train=False)
 
 
 # --- the active model ----------------------------------------------------------------------------
@@ -221,15 +219,11 @@ def choose_preset(name: str, limits) -> None:
 def seconds_here(config: TrainConfig, size: int) -> tuple[float, str]:
     """How long this training would take on this server now (a few of its steps, timed), and
     in which precision ("auto" settled the way the training will settle it)."""
-    images, labels = timing_batch(config)
+    # Timing needs only images of the right shape, not the 188 MB training set.
+    images, labels = torch.rand(8 * config.batch_size, 1, 28, 28), torch.randint(0, 10, (8 * config.batch_size,))
     choice = choose_precision(config, images, labels)
     st.session_state[PRECISION_CHOICE] = (config, choice)
     return estimate_seconds(config, images, labels, size, choice=choice), choice.reason
-
-
-def timing_batch(config: TrainConfig) -> tuple[torch.Tensor, torch.Tensor]:
-    """Images to time a few steps on: they need only the right shape, not the training set."""
-    return torch.rand(8 * config.batch_size, 1, 28, 28), torch.randint(0, 10, (8 * config.batch_size,))
 
 
 PRESET_BUTTONS = {
@@ -301,16 +295,15 @@ def training_form(limits) -> tuple[TrainConfig, int] | None:
     return config, int(size)
 
 
-def run_training(config: TrainConfig, size: int, area) -> None:
-    size = min(size, MNIST_TRAIN_IMAGES)
-    total_steps = math.ceil(size / config.batch_size) * config.epochs
-    # "auto" settled before the training starts: as the estimate for this config settled it, if there was one
+def run_training(config: TrainConfig, size: int, split, area) -> None:
+    images = split.subset(size)
+    total_steps = math.ceil(len(images) / config.batch_size) * config.epochs
+    # "auto" settled before the model is made: as the estimate for this config settled it, if there was one
     timed = st.session_state.get(PRECISION_CHOICE)
-    precision = timed[1] if timed is not None and timed[0] == config else choose_precision(config, *timing_batch(config))
-    # The model the weights come back into, made as rotinv.training.train makes it (same seed, same
-    # first weights): a Stop before the first report keeps nothing, so it is never shown untrained.
-    torch.manual_seed(config.seed)
-    run = app_shared.TrainingRun(config, size, total_steps, build_model(config.arch),
+    precision = timed[1] if timed is not None and timed[0] == config else choose_precision(config, images.images,
+                                                                                             images.labels)
+    torch.manual_seed(config.seed)  # as rotinv.training.train does, so the same seed gives the same model
+    run = app_shared.TrainingRun(config, len(images), total_steps, build_model(config.arch),
                                  precision=precision.precision, precision_reason=precision.reason)
     st.session_state[app_shared.TRAINING_RUN] = run
     with area:
@@ -337,27 +330,11 @@ def run_training(config: TrainConfig, size: int, area) -> None:
             accuracy_spot.altair_chart(charts.training_curve(run.history, "Accuracy", total_steps), width="stretch")
             drawn[0] = time.perf_counter()
 
-    # The training runs in a worker process (rotinv.training_process): its Python does not take
-    # turns with every student's slider in this server's one interpreter.
-    job = TrainingJob(config, size, str(resolve_data_root()), precision, report_interval(total_steps),
-                      held_out=None if test is None else (test.images[:HELD_OUT_IMAGES].clone(),
-                                                          test.labels[:HELD_OUT_IMAGES].clone()),
-                      torch_threads=torch.get_num_threads())
     run.idle.clear()
     try:
-        with TrainingProcess(job) as training:
-            try:
-                for progress in training.reports(should_stop=run.stop_requested.is_set):
-                    on_progress(progress)
-            finally:  # however the loop ends (a click interrupts on_progress): the weights as trained so far
-                run.history.extend(training.stop())
-                if training.state_dict is not None:
-                    run.model.load_state_dict(training.state_dict)
-    except TrainingFailed as error:
-        run.status, run.failure = "failed", str(error)
-        with area:
-            show_last_run(run)
-        return
+        train(images.images, images.labels, config, on_progress=on_progress, model=run.model,
+              report_every=report_interval(total_steps), should_stop=run.stop_requested.is_set, precision=precision,
+              held_out=None if test is None else (test.images[:HELD_OUT_IMAGES], test.labels[:HELD_OUT_IMAGES]))
     finally:
         run.idle.set()
     if run.stop_requested.is_set():
@@ -374,10 +351,6 @@ def time_left(progress) -> str:
 
 
 def show_last_run(run: app_shared.TrainingRun) -> None:
-    if run.status == "failed":
-        st.error(f"The training failed, and nothing was kept: {run.failure} Press Train to try again.",
-                 icon=":material/error:")
-        return
     if run.status == "cancelled":
         st.info("Training was stopped before its first step; nothing was kept.")
         return
@@ -448,8 +421,6 @@ elif limits is not None:
         preset_buttons(limits)
         request = training_form(limits)
     if request is not None:
-        # a training process, importing torch while this press is timed and queued (one per slot at most)
-        prepare_worker(most=app_shared.training_admission().limit)
         st.session_state[CLICKED] = SCRIPT_STARTED  # the wait for the results includes the queue
         chosen = st.session_state.get(PRESET_ESTIMATE)
         expected = chosen[3] if chosen is not None and chosen[1:3] == request else seconds_here(*request)[0]
@@ -458,7 +429,8 @@ elif limits is not None:
     # waits its turn in the queue, whose card (in the sidebar, on every page) starts it here.
     admitted = app_shared.admitted_training()
     waiting = admitted is None and app_shared.waiting_ticket() is not None
-    if admitted is not None and not mnist_available():
+    train_split = app_shared.mnist_split(train=True) if admitted is not None else None
+    if admitted is not None and train_split is None:
         admitted[0].finish()
         with result_column:
             st.error("The MNIST training images could not be loaded. Check the data root named in the sidebar.",
@@ -466,7 +438,7 @@ elif limits is not None:
     elif admitted is not None:
         ticket, (config, size) = admitted
         with ticket:  # the slot is freed however the training ends: finished, Stop, another click, an error
-            run_training(config, size, result_column)
+            run_training(config, size, train_split, result_column)
     elif waiting and request is not None:
         st.rerun()  # the sidebar, drawn before this press was seen, shows the place in the queue
     elif waiting:

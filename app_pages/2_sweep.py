@@ -24,7 +24,7 @@ models = app_shared.all_models()
 if not models:
     st.info("There is no model to sweep yet: train one (or upload a .pt) on the Train page.", icon=":material/info:")
     st.stop()
-test = app_shared.mnist_test_split()
+test = app_shared.mnist_split(train=False)
 if test is None:
     st.error(f"The sweep needs the MNIST test set. {app_shared.data_problem() or ''}", icon=":material/database:")
     st.stop()

@@ -167,7 +167,7 @@ def current_digit() -> Digit | None:
     times per change, and hashing its pixels each time costs more than the asking.
     """
     drawn = st.session_state.get(SOURCE, TEST_IMAGE) != TEST_IMAGE
-    split = None if drawn else app_shared.mnist_test_split()
+    split = None if drawn else app_shared.mnist_split(train=False)
     if not drawn and split is None:
         return None
     # The kept digit holds the drawing or the split, so their ids stay unique while it is kept.
@@ -207,7 +207,7 @@ choose, turn, seen, odds = app_layout.row("inside_sections", [CANVAS_SIZE + 10, 
 # 1. The digit ---------------------------------------------------------------------------------------------------
 @app_shared.page_part("inside_choose")
 def test_image_picker() -> None:
-    split = app_shared.mnist_test_split()
+    split = app_shared.mnist_split(train=False)
     parts = ["inside_choose", *digit_parts()]
 
     def random_test_digit(label: int | None) -> None:
@@ -227,7 +227,7 @@ with choose:
     st.subheader("1 · Choose a digit")
     source = st.radio("Input", [TEST_IMAGE, DRAWING], horizontal=True, key=SOURCE, label_visibility="collapsed")
     if source == TEST_IMAGE:
-        if app_shared.mnist_test_split() is None:
+        if app_shared.mnist_split(train=False) is None:
             st.warning(f"No test images to show. {app_shared.data_problem()}", icon=":material/database:")
             st.info("Choose **Draw a digit** instead: the canvas and the kernels work without MNIST.")
         else:

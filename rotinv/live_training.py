@@ -42,8 +42,7 @@ class TrainingRun:
     total_steps: int
     model: nn.Module = field(repr=False)
     history: list[Progress] = field(default_factory=list)
-    status: str = "running"  # "running", "finished", "stopped", "cancelled" (stopped before step 1) or "failed"
-    failure: str = ""  # why, when it failed
+    status: str = "running"  # "running", "finished", "stopped", or "cancelled" (stopped before step 1)
     model_key: str | None = None  # the session model's key once registered
     started: float = field(default_factory=time.perf_counter)
     seconds: float = 0.0

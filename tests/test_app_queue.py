@@ -14,10 +14,10 @@ from __future__ import annotations
 import pytest
 
 import app_shared
+import rotinv.training
 from rotinv.limits import MAX_CONCURRENT_TRAININGS_ENV
-from rotinv.training_process import TrainingProcess
 
-REAL_REPORTS = TrainingProcess.reports
+REAL_TRAIN = rotinv.training.train
 
 
 def press_train(at) -> None:
@@ -28,8 +28,8 @@ def press_train(at) -> None:
 
 
 class InterruptedTraining:
-    """TrainingProcess.reports for the page: at the first progress report the page has shown,
-    another student joins the queue, then the training ends as told ("stop" or "fail")."""
+    """rotinv.training.train for the page: the first real training, at its first progress
+    report, lets another student join the queue, then ends as told ("stop" or "fail")."""
 
     def __init__(self, ending: str, admission) -> None:
         self.ending = ending
@@ -37,11 +37,15 @@ class InterruptedTraining:
         self.waiting = None  # the other student's ticket
         self.interrupted = False
 
-    def __call__(self, training, should_stop=None):
-        for progress in REAL_REPORTS(training, should_stop):
-            yield progress  # the page shows it
+    def __call__(self, *args, **kwargs):
+        if "model" not in kwargs or self.interrupted:  # the page's few timed steps, or a later training
+            return REAL_TRAIN(*args, **kwargs)
+        on_progress = kwargs["on_progress"]
+
+        def interrupting(progress) -> None:
+            on_progress(progress)
             if self.interrupted:
-                continue
+                return
             self.interrupted = True
             assert self.admission.counts() == (1, 0)  # this session holds the one slot
             self.waiting = self.admission.request("another student")
@@ -53,13 +57,15 @@ class InterruptedTraining:
                 raise RerunException(RerunData())  # what the Stop click does to the running script
             raise RuntimeError("training failed")
 
+        return REAL_TRAIN(*args, **{**kwargs, "on_progress": interrupting})
+
 
 @pytest.mark.parametrize("ending", ["stop", "fail"])
 def test_a_stopped_or_failed_training_gives_the_next_one_in_the_queue_its_turn(new_app, monkeypatch, ending):
     monkeypatch.setenv(MAX_CONCURRENT_TRAININGS_ENV, "1")
     admission = app_shared.training_admission()
     training = InterruptedTraining(ending, admission)
-    monkeypatch.setattr(TrainingProcess, "reports", lambda process, should_stop=None: training(process, should_stop))
+    monkeypatch.setattr(rotinv.training, "train", training)  # the page imports it on each run
     at = new_app().run()
     press_train(at)
     assert training.interrupted and training.waiting is not None
