@@ -8,13 +8,15 @@ and nowhere else.
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 import time
 from collections import OrderedDict
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import streamlit as st
 from torch import nn
@@ -27,8 +29,10 @@ from rotinv.data import DataUnavailableError, Split, load_mnist, resolve_data_ro
 from rotinv.evaluation import AngleResult, evaluate
 from rotinv import evaluation
 from rotinv.records import canonical_key, recorded_at, recorded_results, unrecorded_angles
-from rotinv.limits import DEFAULT_MAX_SESSION_MODELS, kept_after_adding, training_limits
+from rotinv.limits import (DEFAULT_CONCURRENT_PAGE_RUNS, DEFAULT_MAX_SESSION_MODELS, kept_after_adding,
+                           max_concurrent_page_runs, training_limits)
 from rotinv.live_training import TrainingRun
+from rotinv.turns import Turns, in_background
 
 # Where the shipped checkpoints are; ROTINV_MODELS_DIR points elsewhere (tests, deployments).
 MODELS_DIR_ENV = "ROTINV_MODELS_DIR"
@@ -173,14 +177,60 @@ def available_architectures() -> list[str]:
     return sorted(ARCHITECTURES, key=lambda name: name != "lenet5")
 
 
+# --- results kept for everyone, on the hot path ---------------------------------------------------------
+# st.cache_data and st.cache_resource hash every argument, read the function's signature
+# and (cache_data) pickle the result, at each call: a fraction of a millisecond, but the
+# Inside page makes dozens of such calls per turn of the slider, and on a shared server
+# every session's script runs take turns on one interpreter (the GIL), so that overhead
+# was a tenth of what a class of 30 waited for. kept() is for those calls only.
+_KEPT: dict[str, tuple[threading.Lock, OrderedDict]] = {}
+
+
+def kept(max_entries: int) -> Callable[[Callable], Callable]:
+    """Decorator: keep the last `max_entries` results of a function for every session, by its plain arguments.
+
+    Like st.cache_resource, but keyed by the arguments themselves (hashable: strings,
+    numbers, tuples), positional only, skipping those whose names start with "_" (models,
+    tensors: what the other arguments name). The result is shared, not copied: read it,
+    never change it. Defined again at every run of a page, the function keeps its store
+    (found by its file and name), as Streamlit's caches do.
+    """
+    def decorate(func: Callable) -> Callable:
+        code = func.__code__
+        keyed = [i for i, name in enumerate(code.co_varnames[:code.co_argcount]) if not name.startswith("_")]
+        lock, store = _KEPT.setdefault(f"{code.co_filename}:{func.__qualname__}", (threading.Lock(), OrderedDict()))
+
+        def wrapper(*args: Any) -> Any:
+            key = tuple(args[i] for i in keyed)
+            with lock:
+                if key in store:
+                    store.move_to_end(key)
+                    return store[key]
+            value = func(*args)  # outside the lock: two sessions may both make it, once each
+            with lock:
+                store[key] = value
+                while len(store) > max_entries:
+                    store.popitem(last=False)
+            return value
+
+        wrapper.__wrapped__ = func
+        return wrapper
+
+    return decorate
+
+
 # --- cached results ----------------------------------------------------------------------------
 
 
-@st.cache_data(show_spinner=False, max_entries=4096)
+# Kept, not st.cache_data: st.cache_data holds a lock while it computes, and this steps
+# aside from its turn meanwhile, so a session that then took the turn and asked for the
+# same result would wait for the lock, and the lock's holder for the turn.
+@kept(max_entries=4096)
 def _evaluate_canonical(fingerprint: str, data_sha256: str, angle: float, interpolation: str, tta_copies: int,
                         _model: nn.Module, _split: Split) -> AngleResult:
     model = _model if tta_copies <= 1 else evaluation.RotationPooled(_model, tta_copies, interpolation)
-    return evaluate(model, _split.images, _split.labels, angle, interpolation)
+    with step_aside():  # a pass over the whole test set: the other sessions are answered meanwhile
+        return evaluate(model, _split.images, _split.labels, angle, interpolation)
 
 
 def evaluate_cached(fingerprint: str, angle: float, interpolation: str, tta_copies: int,
@@ -267,7 +317,8 @@ def finish_interrupted_training() -> ModelEntry | None:
     """
     run = st.session_state.get(TRAINING_RUN)
     if isinstance(run, TrainingRun) and run.status == "running":
-        run.stop_and_wait(STOP_WAIT_S)
+        with step_aside():  # the loop may need a turn to reach its next step
+            run.stop_and_wait(STOP_WAIT_S)
         if run.status == "running":  # not finished meanwhile by the loop itself
             return finish_training(run, "stopped")
     return None
@@ -293,6 +344,44 @@ def _session_open(sid: str) -> bool:
     return runtime.get_instance().is_active_session(sid)
 
 
+# --- page runs take turns (rotinv.turns) ---------------------------------------------------------
+_turns_lock = threading.Lock()
+_turns: Turns | None = None
+_turns_problem: str | None = None  # what was wrong with ROTINV_MAX_CONCURRENT_PAGE_RUNS, if anything
+
+
+def page_turns() -> Turns:
+    """This process's turns, made on first use from ROTINV_MAX_CONCURRENT_PAGE_RUNS (its default if that is bad)."""
+    global _turns, _turns_problem
+    with _turns_lock:
+        if _turns is None:
+            try:
+                slots = max_concurrent_page_runs()
+            except ValueError as error:
+                slots, _turns_problem = DEFAULT_CONCURRENT_PAGE_RUNS, str(error)
+            _turns = Turns(slots)
+        return _turns
+
+
+def page_turns_problem() -> str | None:
+    """The message for a bad ROTINV_MAX_CONCURRENT_PAGE_RUNS (the default is used instead), or None."""
+    page_turns()
+    return _turns_problem
+
+
+def page_run_turn() -> AbstractContextManager:
+    """Around a whole page run: wait for this session's turn (page parts run inside it)."""
+    return page_turns().turn()
+
+
+@contextmanager
+def step_aside() -> Iterator[None]:
+    """Around long work in a page run (training, sweeping the test set): the other sessions go on meanwhile,
+    and come first for the cores (rotinv.turns.in_background)."""
+    with page_turns().step_aside(), in_background():
+        yield
+
+
 # --- page parts: named fragments that a widget reruns alone --------------------------------------
 # A widget's callback reruns only the named parts it affects (st.rerun(scope=[keys])); the
 # rest of the page, the sidebar included, stays on screen as it was. A part reads what it
@@ -302,8 +391,20 @@ _PENDING = "_pending_widget_value:"
 
 
 def page_part(key: str) -> Callable[[Callable], Callable]:
-    """Decorator: a named fragment (st.fragment(key=key)) that rerun_parts() can rerun."""
-    return lambda func: st.fragment(func, key=key)
+    """Decorator: a named fragment (st.fragment(key=key)) that rerun_parts() can rerun.
+
+    Rerun alone, a part waits for its session's turn (page_turns); inside a whole page
+    run it is already in one.
+    """
+    def decorate(func: Callable) -> Callable:
+        @functools.wraps(func)
+        def in_turn(*args: Any, **kwargs: Any) -> Any:
+            with page_turns().turn():
+                return func(*args, **kwargs)
+
+        return st.fragment(in_turn, key=key)
+
+    return decorate
 
 
 def rerun_parts(keys: Sequence[str]) -> None:
@@ -382,48 +483,6 @@ def _queue_card(ticket: Ticket) -> None:
         st.switch_page(TRAIN_PAGE)  # a full run there: it trains (or says the place was lost)
     st.info(queue_message(ticket.status()), icon=":material/hourglass_top:")
     st.button("Cancel", key=QUEUE_CANCEL, icon=":material/close:", help="Give up your place in the queue.")
-
-
-# --- results kept for everyone, on the hot path ---------------------------------------------------------
-# st.cache_data and st.cache_resource hash every argument, read the function's signature
-# and (cache_data) pickle the result, at each call: a fraction of a millisecond, but the
-# Inside page makes dozens of such calls per turn of the slider, and on a shared server
-# every session's script runs take turns on one interpreter (the GIL), so that overhead
-# was a tenth of what a class of 30 waited for. kept() is for those calls only.
-_KEPT: dict[str, tuple[threading.Lock, OrderedDict]] = {}
-
-
-def kept(max_entries: int) -> Callable[[Callable], Callable]:
-    """Decorator: keep the last `max_entries` results of a function for every session, by its plain arguments.
-
-    Like st.cache_resource, but keyed by the arguments themselves (hashable: strings,
-    numbers, tuples), positional only, skipping those whose names start with "_" (models,
-    tensors: what the other arguments name). The result is shared, not copied: read it,
-    never change it. Defined again at every run of a page, the function keeps its store
-    (found by its file and name), as Streamlit's caches do.
-    """
-    def decorate(func: Callable) -> Callable:
-        code = func.__code__
-        keyed = [i for i, name in enumerate(code.co_varnames[:code.co_argcount]) if not name.startswith("_")]
-        lock, store = _KEPT.setdefault(f"{code.co_filename}:{func.__qualname__}", (threading.Lock(), OrderedDict()))
-
-        def wrapper(*args: Any) -> Any:
-            key = tuple(args[i] for i in keyed)
-            with lock:
-                if key in store:
-                    store.move_to_end(key)
-                    return store[key]
-            value = func(*args)  # outside the lock: two sessions may both make it, once each
-            with lock:
-                store[key] = value
-                while len(store) > max_entries:
-                    store.popitem(last=False)
-            return value
-
-        wrapper.__wrapped__ = func
-        return wrapper
-
-    return decorate
 
 
 # --- charts, converted to Vega-Lite once -------------------------------------------------------------

@@ -22,5 +22,9 @@ pages = [
     st.Page("app_pages/3_inside.py", title="Inside the network", icon=":material/grid_view:"),
 ]
 page = st.navigation(pages)
-app_shared.sidebar()
-page.run()
+if problem := app_shared.page_turns_problem():
+    st.warning(f"{problem} Using the default.")
+# One page run at a time by default: the sessions share one interpreter (rotinv.turns).
+with app_shared.page_run_turn():
+    app_shared.sidebar()
+    page.run()

@@ -330,13 +330,17 @@ def run_training(config: TrainConfig, size: int, split, area) -> None:
             accuracy_spot.altair_chart(charts.training_curve(run.history, "Accuracy", total_steps), width="stretch")
             drawn[0] = time.perf_counter()
 
-    run.idle.clear()
-    try:
-        train(images.images, images.labels, config, on_progress=on_progress, model=run.model,
-              report_every=report_interval(total_steps), should_stop=run.stop_requested.is_set, precision=precision,
-              held_out=None if test is None else (test.images[:HELD_OUT_IMAGES], test.labels[:HELD_OUT_IMAGES]))
-    finally:
-        run.idle.set()
+    # Training steps aside: the other sessions' pages are answered between its steps.
+    # idle is set before it takes its turn again: a run waiting for it to stop holds one.
+    with app_shared.step_aside():
+        run.idle.clear()
+        try:
+            train(images.images, images.labels, config, on_progress=on_progress, model=run.model,
+                  report_every=report_interval(total_steps), should_stop=run.stop_requested.is_set,
+                  precision=precision,
+                  held_out=None if test is None else (test.images[:HELD_OUT_IMAGES], test.labels[:HELD_OUT_IMAGES]))
+        finally:
+            run.idle.set()
     if run.stop_requested.is_set():
         return  # interrupted: the script run that asked takes the model (app_shared.finish_interrupted_training)
     app_shared.finish_training(run, "finished")

@@ -10,6 +10,9 @@ Community Cloud server shared by a class cannot. The deployment sets
     ROTINV_MAX_CONCURRENT_TRAININGS   most trainings running at once in one server process;
                                       the others wait in a first-come queue (rotinv.admission).
                                       Default: 1 on up to 2 cores, else half the cores
+    ROTINV_MAX_CONCURRENT_PAGE_RUNS   most page runs (a session's answer to a click) computed at
+                                      once; the others wait their turn, first come first served
+                                      (rotinv.turns). Default 1: they share one interpreter
 
 and the Train page offers nothing above them. These are policy; the hard limits that
 catch typing mistakes live in rotinv.training.
@@ -122,3 +125,16 @@ def max_concurrent_trainings(environ: Mapping[str, str] | None = None, cores: in
     environ = os.environ if environ is None else environ
     default = default_concurrent_trainings(usable_cores() if cores is None else cores)
     return _read_cap(environ, MAX_CONCURRENT_TRAININGS_ENV, default, MAX_CONCURRENT_TRAININGS)
+
+
+MAX_CONCURRENT_PAGE_RUNS_ENV = "ROTINV_MAX_CONCURRENT_PAGE_RUNS"
+# One: every session's script shares the process's one interpreter (the GIL), so answers
+# computed side by side only stretch each other (rotinv.turns, BENCHMARKS.md).
+DEFAULT_CONCURRENT_PAGE_RUNS = 1
+MAX_CONCURRENT_PAGE_RUNS = 1_000  # a typing mistake's guard; so many is the same as no limit
+
+
+def max_concurrent_page_runs(environ: Mapping[str, str] | None = None) -> int:
+    """$ROTINV_MAX_CONCURRENT_PAGE_RUNS, or 1 when it is unset; ValueError for a bad value."""
+    environ = os.environ if environ is None else environ
+    return _read_cap(environ, MAX_CONCURRENT_PAGE_RUNS_ENV, DEFAULT_CONCURRENT_PAGE_RUNS, MAX_CONCURRENT_PAGE_RUNS)
