@@ -174,3 +174,16 @@ def test_background_work_runs_at_a_lower_priority_in_its_own_thread_only():
     assert seen["main meanwhile"] == before  # the pages' threads keep theirs
     if os.geteuid() == 0:  # only a privileged process may raise a thread's priority again
         assert seen["after"] == before
+
+
+def test_a_bad_page_runs_setting_is_named_on_the_page_and_the_default_used(new_app, monkeypatch):
+    import app_shared
+
+    monkeypatch.setattr(app_shared, "_turns", None)  # made again from the setting below
+    monkeypatch.setattr(app_shared, "_turns_problem", None)
+    monkeypatch.setenv("ROTINV_MAX_CONCURRENT_PAGE_RUNS", "none")
+    at = new_app()
+    at.run()
+    assert not at.exception
+    assert any("ROTINV_MAX_CONCURRENT_PAGE_RUNS" in warning.value for warning in at.warning)
+    assert app_shared.page_turns().slots == 1
