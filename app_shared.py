@@ -13,7 +13,7 @@ import os
 import threading
 import time
 from collections import OrderedDict
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
@@ -182,7 +182,8 @@ def available_architectures() -> list[str]:
 # and (cache_data) pickle the result, at each call: a fraction of a millisecond, but the
 # Inside page makes dozens of such calls per turn of the slider, and on a shared server
 # every session's script runs take turns on one interpreter (the GIL), so that overhead
-# was a tenth of what a class of 30 waited for. kept() is for those calls only.
+# was a tenth of what a class of 30 waited for. kept() is for those calls, and for the
+# test-set sweep, which must hold no lock while it computes (_evaluate_canonical).
 _KEPT: dict[str, tuple[threading.Lock, OrderedDict]] = {}
 
 
@@ -367,11 +368,6 @@ def page_turns_problem() -> str | None:
     """The message for a bad ROTINV_MAX_CONCURRENT_PAGE_RUNS (the default is used instead), or None."""
     page_turns()
     return _turns_problem
-
-
-def page_run_turn() -> AbstractContextManager:
-    """Around a whole page run: wait for this session's turn (page parts run inside it)."""
-    return page_turns().turn()
 
 
 @contextmanager

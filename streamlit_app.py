@@ -24,7 +24,8 @@ pages = [
 page = st.navigation(pages)
 if problem := app_shared.page_turns_problem():
     st.warning(f"{problem} Using the default.")
-# One page run at a time by default: the sessions share one interpreter (rotinv.turns).
-with app_shared.page_run_turn():
+# One page run at a time by default: the sessions share one interpreter (rotinv.turns);
+# the page's parts run inside this turn.
+with app_shared.page_turns().turn():
     app_shared.sidebar()
     page.run()

@@ -154,7 +154,6 @@ def test_the_setting_is_read_and_checked():
         Turns(0)
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread priority is a Linux feature")
 def test_background_work_runs_at_a_lower_priority_in_its_own_thread_only():
     main_thread = threading.get_native_id()
     before = os.getpriority(os.PRIO_PROCESS, main_thread)
@@ -170,7 +169,9 @@ def test_background_work_runs_at_a_lower_priority_in_its_own_thread_only():
     thread = threading.Thread(target=work)
     thread.start()
     thread.join(10)
-    assert seen["inside"] == max(before, BACKGROUND_NICENESS)
+    # Per-thread priority is Linux's: elsewhere the block runs as it is.
+    lowered = max(before, BACKGROUND_NICENESS) if sys.platform.startswith("linux") else before
+    assert seen["inside"] == lowered
     assert seen["main meanwhile"] == before  # the pages' threads keep theirs
     if os.geteuid() == 0:  # only a privileged process may raise a thread's priority again
         assert seen["after"] == before
