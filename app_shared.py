@@ -492,6 +492,13 @@ def _chart_spec(name: str, args: tuple, _make: Callable[..., Any]) -> dict:
     return charts.vega_lite_spec(_make(*args))
 
 
+# Kept, not st.cache_data: a template is asked for at every turn of a slider, and
+# st.cache_data unpickles a copy of its spec each time. draw_template copies the top level.
+@kept(max_entries=64)
+def _template_spec(name: str, shape: tuple, _template: Callable[..., Any]) -> dict:
+    return charts.vega_lite_spec(_template(*shape))
+
+
 def draw_chart(spot: Any, make: Callable[..., Any], *args: Any, **options: Any) -> None:
     """spot.altair_chart(make(*args), **options), the chart made once for the same arguments (by their content)."""
     spot.vega_lite_chart(spec=_chart_spec(f"{make.__module__}.{make.__qualname__}", args, make), **options)
@@ -503,7 +510,7 @@ def draw_template(spot: Any, template: Callable[..., Any], shape: tuple, data: A
     For a chart redrawn with new numbers at every change (a slider's): the template becomes
     Vega-Lite once per shape, and only the data is new each time.
     """
-    spec = _chart_spec(f"{template.__module__}.{template.__qualname__}", shape, template)
+    spec = _template_spec(f"{template.__module__}.{template.__qualname__}", shape, template)
     spot.vega_lite_chart(spec=dict(spec, datasets={charts.TEMPLATE_DATA: data}), **options)
 
 

@@ -323,11 +323,13 @@ def run_training(config: TrainConfig, size: int, split, area) -> None:
                      text=f"Epoch {progress.epoch} of {config.epochs} · step {progress.step:,} of {total_steps:,} · "
                           f"loss {progress.loss:.3f} · accuracy {100 * progress.accuracy:.1f}%{held_out} · "
                           f"{progress.images_per_second():,.0f} images/s · {time_left(progress)}")
-        # Every report is a point on the curves, but redrawing them costs the training loop
-        # ~0.1 s: at most a few times a second, and always at the end.
+        # Every report is a point on the curves, but each redraw goes to the browser: at most
+        # a few times a second, and always at the end.
         if time.perf_counter() - drawn[0] >= REDRAW_EVERY_S or progress.step == total_steps:
-            loss_spot.altair_chart(charts.training_curve(run.history, "Loss", total_steps), width="stretch")
-            accuracy_spot.altair_chart(charts.training_curve(run.history, "Accuracy", total_steps), width="stretch")
+            curves = charts.history_frame(run.history)
+            for spot, metric in ((loss_spot, "Loss"), (accuracy_spot, "Accuracy")):
+                app_shared.draw_template(spot, charts.training_curve_template, (metric, total_steps), curves,
+                                         width="stretch")
             drawn[0] = time.perf_counter()
 
     # Training steps aside: the other sessions' pages are answered between its steps.
@@ -375,9 +377,12 @@ def show_last_run(run: app_shared.TrainingRun) -> None:
                   delta=f"report: {100 * REPORT_BY_OUR_ANGLE[360].accuracy:.0f}%", delta_color="off",
                   delta_arrow="off", border=True)
     loss_column, accuracy_column = app_layout.row("train_curves", [280, 280])
-    loss_column.altair_chart(charts.training_curve(run.history, "Loss", run.total_steps), width="stretch")
+    curves = charts.history_frame(run.history)
+    app_shared.draw_template(loss_column, charts.training_curve_template, ("Loss", run.total_steps), curves,
+                             width="stretch")
     loss_column.caption("Training loss (cross-entropy, running mean over the epoch): it should fall fast, then level off.")
-    accuracy_column.altair_chart(charts.training_curve(run.history, "Accuracy", run.total_steps), width="stretch")
+    app_shared.draw_template(accuracy_column, charts.training_curve_template, ("Accuracy", run.total_steps), curves,
+                             width="stretch")
     accuracy_column.caption("Training accuracy on the upright training digits, all the network ever sees; dashed, "
                             f"its accuracy on {counted(HELD_OUT_IMAGES, 'upright test image')} it never trains on.")
 

@@ -131,53 +131,50 @@ def history_frame(history: Sequence[Progress]) -> pd.DataFrame:
 HELD_OUT = "Held-out accuracy"
 
 
-def training_curve(history: Sequence[Progress], metric: str, total_steps: int | None = None) -> alt.Chart:
+def training_curve(history: Sequence[Progress], metric: str, total_steps: int | None = None) -> alt.LayerChart:
     """Training loss or accuracy (running mean over the epoch) against the optimiser step.
 
     With total_steps, the x axis spans the whole run from the start, so the line grows
     into a fixed frame instead of the axis rescaling on every update. The accuracy chart
     also draws the upright accuracy on held-out test images where the run measured it:
-    the number the lecture is waiting for, free of the running mean's lag.
+    the number the lecture is waiting for, free of the running mean's lag. The same chart
+    as training_curve_template with history_frame(history) filled in.
+    """
+    return training_curve_template(metric, total_steps).properties(data=history_frame(history))
+
+
+def training_curve_template(metric: str, total_steps: int | None = None) -> alt.LayerChart:
+    """training_curve with its data (a history_frame) left out: what the Train page redraws during a run.
+
+    Converting the whole chart at every redraw held the interpreter for a tenth of a
+    second, several times a second, while the other students' pages waited.
     """
     if metric not in ("Loss", "Accuracy"):
         raise ValueError(f"metric must be 'Loss' or 'Accuracy', got {metric!r}.")
-    frame = history_frame(history)
-    x_scale = alt.Scale(domain=[0, total_steps]) if total_steps else alt.Scale()
+    x = alt.X("Step:Q", title="Optimiser step", scale=alt.Scale(domain=[0, total_steps]) if total_steps else alt.Scale())
     if metric == "Accuracy":
-        y = alt.Y("Accuracy:Q", title="Training accuracy", scale=alt.Scale(domain=[0, 1]),
-                  axis=alt.Axis(format="%"))
+        y = alt.Y("Accuracy:Q", title="Training accuracy", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%"))
         color = "#2ca02c"
     else:
         y = alt.Y("Loss:Q", title="Training loss (cross-entropy)", scale=alt.Scale(zero=True))
         color = "#d62728"
-    chart = (
-        alt.Chart(frame)
-        .mark_line(point=alt.OverlayMarkDef(size=40, color=color), strokeWidth=3, color=color)
-        .encode(
-            x=alt.X("Step:Q", title="Optimiser step", scale=x_scale),
-            y=y,
-            tooltip=["Step:Q", "Epoch:Q", alt.Tooltip("Loss:Q", format=".4f"),
-                     alt.Tooltip("Accuracy:Q", format=".2%"), alt.Tooltip("Images seen:Q", format=",")],
-        )
-        .properties(height=300)
+    line = alt.Chart().mark_line(point=alt.OverlayMarkDef(size=40, color=color), strokeWidth=3, color=color).encode(
+        x=x, y=y,
+        tooltip=["Step:Q", "Epoch:Q", alt.Tooltip("Loss:Q", format=".4f"), alt.Tooltip("Accuracy:Q", format=".2%"),
+                 alt.Tooltip("Images seen:Q", format=",")],
     )
-    held_out = frame.dropna(subset=[HELD_OUT])
-    if metric == "Accuracy" and len(held_out):
-        held_out = held_out.assign(Series="held-out test images, upright")
-        dashed = (
-            alt.Chart(held_out)
-            .mark_line(point=alt.OverlayMarkDef(size=40, color=HELD_OUT_COLOR), strokeWidth=3,
-                       strokeDash=[6, 3], color=HELD_OUT_COLOR)
-            .encode(x="Step:Q", y=alt.Y(f"{HELD_OUT}:Q"),
-                    tooltip=["Step:Q", alt.Tooltip(f"{HELD_OUT}:Q", format=".2%")])
-        )
-        labels = (  # the held-out line's last value, where the eye ends up
-            alt.Chart(held_out.tail(1))
-            .mark_text(align="right", dx=-8, dy=-14, fontSize=LABEL_SIZE, color=HELD_OUT_COLOR)
-            .encode(x="Step:Q", y=f"{HELD_OUT}:Q", text=alt.Text(f"{HELD_OUT}:Q", format=".1%"))
-        )
-        chart = alt.layer(chart, dashed, labels).properties(height=300)
-    return _readable(chart)
+    layers = [line]
+    if metric == "Accuracy":  # the held-out points, where the run measured them (NaN elsewhere)
+        measured = alt.Chart().transform_filter(f"isValid(datum['{HELD_OUT}']) && isFinite(datum['{HELD_OUT}'])")
+        layers.append(measured.mark_line(point=alt.OverlayMarkDef(size=40, color=HELD_OUT_COLOR), strokeWidth=3,
+                                         strokeDash=[6, 3], color=HELD_OUT_COLOR).encode(
+            x="Step:Q", y=alt.Y(f"{HELD_OUT}:Q"), tooltip=["Step:Q", alt.Tooltip(f"{HELD_OUT}:Q", format=".2%")]))
+        last = measured.transform_window(window=[alt.WindowFieldDef(op="row_number", **{"as": "latest"})],
+                                         sort=[alt.SortField("Step", order="descending")]
+                                         ).transform_filter("datum.latest == 1")
+        layers.append(last.mark_text(align="right", dx=-8, dy=-14, fontSize=LABEL_SIZE, color=HELD_OUT_COLOR).encode(
+            x="Step:Q", y=f"{HELD_OUT}:Q", text=alt.Text(f"{HELD_OUT}:Q", format=".1%")))  # where the eye ends up
+    return _readable(alt.layer(*layers, data=alt.NamedData(TEMPLATE_DATA)).properties(height=300))
 
 
 HELD_OUT_COLOR = "#1f77b4"

@@ -33,8 +33,14 @@ def test_history_and_training_curves():
     assert frame["Step"].tolist() == [20, 40] and frame["Loss"].tolist() == [1.5, 0.7]
     for metric in ("Loss", "Accuracy"):
         spec = charts.training_curve(history, metric, total_steps=100).to_dict()
-        assert spec["encoding"]["x"]["scale"]["domain"] == [0, 100]  # the frame the line grows into
+        assert spec["layer"][0]["encoding"]["x"]["scale"]["domain"] == [0, 100]  # the frame the line grows into
         assert spec["config"]["axis"]["labelFontSize"] >= 14
+        [rows] = spec["datasets"].values()
+        assert [row["Step"] for row in rows] == [20, 40]
+        # The template the Train page redraws during a run: the same chart, its data named, not included.
+        template = charts.vega_lite_spec(charts.training_curve_template(metric, 100))
+        assert template["data"] == {"name": charts.TEMPLATE_DATA} and "datasets" not in template
+        assert template["layer"] == spec["layer"]
     assert charts.history_frame([]).empty
     charts.training_curve([], "Loss").to_dict()  # an empty history still draws
     with pytest.raises(ValueError):
