@@ -69,10 +69,28 @@ def _load_split(train: bool, root: str) -> Split:
     return load_mnist(train, root, as_bytes=train)
 
 
+# What st.cache_resource loaded (with its spinner), found again without it: the pages ask
+# for the test split and the shipped models a dozen times per change, and each call into
+# st.cache_resource hashes its arguments, about a tenth of a slider turn in all.
+_LOADED: dict[tuple, Any] = {}
+_LOADED_MAX = 64  # entries; a checkpoint rewritten in place is loaded again under its new time
+
+
+def _loaded(load: Callable[..., Any], *args: Any) -> Any:
+    """load(*args), a st.cache_resource function, asked once per arguments (a failure is asked again)."""
+    key = (load.__name__, *args)
+    if key not in _LOADED:
+        value = load(*args)
+        if len(_LOADED) >= _LOADED_MAX:
+            _LOADED.clear()
+        _LOADED[key] = value
+    return _LOADED[key]
+
+
 def mnist_split(train: bool = False) -> Split | None:
     """The MNIST split, or None when it is not available (data_problem() says why)."""
     try:
-        return _load_split(train, str(resolve_data_root()))
+        return _loaded(_load_split, train, str(resolve_data_root()))
     except DataUnavailableError:
         return None
 
@@ -80,7 +98,7 @@ def mnist_split(train: bool = False) -> Split | None:
 def data_problem() -> str | None:
     """Why MNIST is not available, in a sentence, or None when it is."""
     try:
-        _load_split(False, str(resolve_data_root()))
+        _loaded(_load_split, False, str(resolve_data_root()))
     except DataUnavailableError as error:
         return str(error)
     return None
@@ -101,18 +119,32 @@ def _load_shipped(path: str, modified: float) -> tuple[nn.Module, dict, str, dic
     return model, metadata, weights_fingerprint(model), recorded_results(metadata)
 
 
+RESCAN_MODELS_S = 1.0  # a checkpoint copied into models/ appears within this long
+_models_scan: tuple[float, Path, list[ModelEntry]] | None = None  # (when, folder, entries): one object, swapped whole
+
+
 def shipped_models() -> list[ModelEntry]:
-    """Every loadable checkpoint in models/, in the lecture's order (LeNet-5 first), then any others by name."""
+    """Every loadable checkpoint in models/, in the lecture's order (LeNet-5 first), then any others by name.
+
+    The folder is looked at again after RESCAN_MODELS_S, not at every call: a page asks
+    for the models several times per change.
+    """
+    global _models_scan
+    folder, now = models_dir(), time.monotonic()
+    scan = _models_scan
+    if scan is not None and scan[1] == folder and now - scan[0] < RESCAN_MODELS_S:
+        return list(scan[2])
     entries = []
     order = {stem: place for place, stem in enumerate(SHIPPED_ORDER)}
-    for path in sorted(models_dir().glob("*.pt"), key=lambda p: (order.get(p.stem, len(order)), p.stem)):
+    for path in sorted(folder.glob("*.pt"), key=lambda p: (order.get(p.stem, len(order)), p.stem)):
         try:
-            model, metadata, fingerprint, records = _load_shipped(str(path), path.stat().st_mtime)
+            model, metadata, fingerprint, records = _loaded(_load_shipped, str(path), path.stat().st_mtime)
         except (CheckpointError, OSError):
             continue  # a broken (or half-copied) file in models/ must not take the app down
         label = metadata.get("label") or _shipped_label(path.stem)
         entries.append(ModelEntry(f"shipped:{path.stem}", label, model, fingerprint, metadata, "shipped", records))
-    return entries
+    _models_scan = (now, folder, entries)
+    return list(entries)
 
 
 def _shipped_label(stem: str) -> str:
