@@ -19,6 +19,9 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 import streamlit as st
+from streamlit.runtime.scriptrunner import get_script_run_ctx
+# Which part is running (Streamlit's own record of it; no public API says so in 1.67).
+from streamlit.runtime.scriptrunner_utils.script_run_context import ThreadState
 from torch import nn
 
 from rotinv import charts
@@ -362,8 +365,6 @@ def finish_interrupted_training() -> ModelEntry | None:
 
 def session_id() -> str:
     """This browser session's id (AppTest gives each of its apps one too)."""
-    from streamlit.runtime.scriptrunner import get_script_run_ctx
-
     ctx = get_script_run_ctx()
     return ctx.session_id if ctx is not None else "no-session"
 
@@ -421,13 +422,18 @@ _PENDING = "_pending_widget_value:"
 def page_part(key: str) -> Callable[[Callable], Callable]:
     """Decorator: a named fragment (st.fragment(key=key)) that rerun_parts() can rerun.
 
-    Rerun alone, a part waits for its session's turn (page_turns); inside a whole page
-    run it is already in one.
+    Rerun alone, the parts a change reruns wait for their session's turn (page_turns) once,
+    before the first, and keep it to the last; inside a whole page run they are in its turn.
     """
     def decorate(func: Callable) -> Callable:
         @functools.wraps(func)
         def in_turn(*args: Any, **kwargs: Any) -> Any:
-            with page_turns().turn():
+            ctx = get_script_run_ctx()
+            parts = ctx.fragment_ids_this_run if ctx is not None else None
+            if not parts:  # a whole page run (streamlit_app took its turn), or no Streamlit run
+                with page_turns().turn():
+                    return func(*args, **kwargs)
+            with page_turns().steps(parts, last=ThreadState.get().fragment_id == parts[-1]):
                 return func(*args, **kwargs)
 
         return st.fragment(in_turn, key=key)

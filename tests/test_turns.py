@@ -109,6 +109,82 @@ def test_a_turn_nests_in_the_same_thread_and_is_freed_by_an_exception():
     assert done.wait(5), "the slot was not freed by the exception"
 
 
+def test_the_parts_of_one_rerun_wait_in_line_once_and_keep_the_slot_to_the_last():
+    turns = Turns(1)
+    order: list[str] = []
+    waiter_queued = threading.Event()
+
+    def waiter() -> None:
+        with turns.turn():
+            order.append("other session")
+
+    run = ["part 1", "part 2", "part 3"]  # one rerun's parts, in the order Streamlit runs them
+    thread = threading.Thread(target=waiter)
+    for part in run:
+        with turns.steps(run, last=part == run[-1]):
+            if part == "part 1":
+                thread.start()
+                wait_until(lambda: turns.waiting == 1)
+                waiter_queued.set()
+            order.append(part)
+        # between the parts the slot stays this thread's: the waiter is still waiting
+        assert turns.holds() == (part != run[-1]) and turns.waiting == (part != run[-1])
+    thread.join(10)
+    assert order == ["part 1", "part 2", "part 3", "other session"]
+
+
+def test_a_part_that_raises_frees_the_slot_at_once():
+    turns = Turns(1)
+    run = ["part 1", "part 2"]
+    with pytest.raises(RuntimeError):
+        with turns.steps(run, last=False):
+            raise RuntimeError("interrupted by a newer change")
+    assert not turns.holds() and turns.inside == 0
+
+
+def test_a_slot_kept_for_a_part_that_never_comes_is_freed():
+    turns = Turns(1)
+    # The thread's next run (a whole page run, or another rerun's parts) frees it first.
+    with turns.steps(["a", "b"], last=False):
+        pass
+    assert turns.inside == 1
+    with turns.turn():
+        assert turns.inside == 1
+    assert turns.inside == 0 and not turns.holds()
+    with turns.steps(["a", "b"], last=False):
+        pass
+    with turns.steps(["c", "d"], last=True):  # another run's list: the first was over
+        assert turns.inside == 1
+    assert turns.inside == 0
+    # A thread that ends keeping a slot (its session had nothing more to run): the next in line gets it.
+    def first_of_two_parts() -> None:
+        with turns.steps(["e", "f"], last=False):
+            pass
+
+    ended = threading.Thread(target=first_of_two_parts)
+    ended.start()
+    ended.join(10)
+    assert turns.inside == 1
+    got_in = threading.Event()
+
+    def waiter_run() -> None:
+        with turns.turn():
+            got_in.set()
+
+    waiter = threading.Thread(target=waiter_run)
+    waiter.start()
+    assert got_in.wait(5), "the slot of a thread that ended was never freed"
+
+
+def test_the_parts_of_a_whole_page_run_keep_nothing_after_it():
+    turns = Turns(1)
+    with turns.turn():
+        with turns.steps(["a", "b"], last=False):  # a part inside the page's own run
+            assert turns.inside == 1
+        assert turns.holds()
+    assert turns.inside == 0 and not turns.holds()
+
+
 def test_stepping_aside_lets_another_thread_in_and_then_waits_its_turn_again():
     turns = Turns(1)
     events: list[str] = []
