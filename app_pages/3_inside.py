@@ -25,6 +25,7 @@ INPUT_SCALE = 6  # the 28×28 input shown 168 px wide, whole pixels
 SCROLL_HEIGHT = 560  # pixels; taller pictures scroll inside a box of this height
 
 LENS_MODELS, LENS_LAYER = "lens_models", "lens_layer"
+LAYER_TAB = "inside_layer_tab"  # which conv stage's tab is open (section 5)
 
 st.session_state.setdefault(ANGLE, 0)
 st.session_state.setdefault(INDEX, 0)
@@ -140,17 +141,24 @@ kernel_pics = kernel_pictures(fingerprint, model)
 # run's variables: a part-only rerun does not run the code around it.
 
 
+def open_layer() -> str:
+    """The conv stage whose tab is open: only its tab is drawn (section 5), and only its parts rerun."""
+    chosen = st.session_state.get(LAYER_TAB)
+    return chosen if chosen in layers else layers[0]
+
+
 def angle_parts() -> list[str]:
     """The parts that show the digit at its angle: what a turn reruns (the upright pictures stay)."""
-    return ["inside_seen_rotated", "inside_odds", *(f"inside_maps_rotated_{layer}" for layer in layers),
-            *(f"inside_close_{layer}" for layer in layers if kernel_pics[layer]["shape"][1] > 1), "inside_lens",
+    layer = open_layer()
+    close_up = [f"inside_close_{layer}"] if kernel_pics[layer]["shape"][1] > 1 else []
+    return ["inside_seen_rotated", "inside_odds", f"inside_maps_rotated_{layer}", *close_up, "inside_lens",
             "inside_lens_maps"]
 
 
 def digit_parts() -> list[str]:
     """The parts that show the digit: what picking another reruns (the upright ones and the 45°/90° table too)."""
-    return [*angle_parts(), "inside_digit_name", "inside_seen_upright",
-            *(f"inside_maps_upright_{layer}" for layer in layers), "inside_lens_angles"]
+    return [*angle_parts(), "inside_digit_name", "inside_seen_upright", f"inside_maps_upright_{open_layer()}",
+            "inside_lens_angles"]
 
 
 @dataclass(frozen=True)
@@ -391,7 +399,11 @@ def close_up(layer: str) -> None:
         st.caption(f"Feature map {channel}: upright (left) and rotated (right), each stretched to its own range.")
 
 
-for position, (layer, tab) in enumerate(zip(layers, st.tabs(list(layers)))):
+# One tab drawn, the open one: a closed tab's pictures and close-up would be redrawn at every
+# turn of the slider for nobody. Choosing another tab reruns the page (the tab state's "rerun").
+for position, (layer, tab) in enumerate(zip(layers, st.tabs(list(layers), key=LAYER_TAB, on_change="rerun"))):
+    if not tab.open:
+        continue
     with tab:
         pic = kernel_pics[layer]
         out_channels, in_channels = pic["shape"][:2]

@@ -89,6 +89,17 @@ def whole_page(at: AppTest) -> AppTest:
     return at
 
 
+def assert_every_tab_shows(at: AppTest, *per_layer: tuple[str, ...]) -> None:
+    """Open each conv stage's tab in turn (only the open one is drawn) and find its captions; then conv1 again."""
+    for position, layer in enumerate(("conv1", "conv2", "conv3")):
+        at.session_state["inside_layer_tab"] = layer
+        whole_page(at)
+        for texts in per_layer:
+            assert_caption(at, texts[position])
+    at.session_state["inside_layer_tab"] = "conv1"
+    whole_page(at)
+
+
 def test_test_image_at_an_angle_shows_every_kernel_and_map(app):
     from rotinv.checkpoints import load_checkpoint
     from rotinv.data import load_mnist
@@ -99,17 +110,27 @@ def test_test_image_at_an_angle_shows_every_kernel_and_map(app):
     app.slider(key="inside_angle").set_value(135)
     app.run()
     assert not app.exception, app.exception
-    # Only the parts that show the digit reran: the feature maps, not the kernels, nor the page's title.
-    for layer in ("conv1", "conv2", "conv3"):
-        assert f"**{layer} feature maps, upright**" in markdowns(app)
-        assert f"**{layer} feature maps, rotated 135°**" in markdowns(app)
+    # Only the parts that show the digit reran: the open tab's feature maps, not the kernels, nor the page's title.
+    assert "**conv1 feature maps, upright**" in markdowns(app)
+    assert "**conv1 feature maps, rotated 135°**" in markdowns(app)
     assert not any(text in caption for caption in captions(app) for text in KERNEL_CAPTIONS)
     assert not app.title
     whole_page(app)
     assert [title.value for title in app.title] == ["Inside the network"]
-    for text in KERNEL_CAPTIONS + MAP_CAPTIONS:
-        assert_caption(app, text)
     assert [tab.label for tab in app.tabs] == ["conv1", "conv2", "conv3"]
+    # One tab is drawn, the open one; opening another draws its kernels and maps, and a turn then reruns those.
+    for layer, kernels, maps in zip(("conv1", "conv2", "conv3"), KERNEL_CAPTIONS, MAP_CAPTIONS):
+        app.session_state["inside_layer_tab"] = layer
+        whole_page(app)
+        assert_caption(app, kernels)
+        assert_caption(app, maps)
+        shown = [text for text in markdowns(app) if "feature maps, " in text]
+        assert shown == [f"**{layer} feature maps, upright**", f"**{layer} feature maps, rotated 135°**"], shown
+    app.slider(key="inside_angle").set_value(150).run()
+    assert [text for text in markdowns(app) if "feature maps, " in text] == ["**conv3 feature maps, rotated 150°**"]
+    assert "**Up close: one output channel of conv3**" in markdowns(app)
+    app.slider(key="inside_angle").set_value(135).run()
+    whole_page(app)
 
     # The page's predictions are the shipped model's, upright and turned 135 degrees.
     model, _ = load_checkpoint(SHIPPED_LENET)
@@ -142,8 +163,7 @@ def test_turning_the_maps_back_keeps_the_page_whole(app):
     whole_page(app.button(key="inside_quick_90").click().run())
     app.checkbox(key="inside_turn_back").check().run()
     assert not app.exception, app.exception
-    for text in MAP_CAPTIONS:
-        assert_caption(app, text)
+    assert_every_tab_shows(app, MAP_CAPTIONS)
 
 
 def test_a_drawn_vertical_stroke_is_a_one(app):
@@ -156,8 +176,7 @@ def test_a_drawn_vertical_stroke_is_a_one(app):
     app.run()
     assert not app.exception, app.exception
     assert metrics(app)["Prediction (upright)"] == "1"
-    for text in KERNEL_CAPTIONS + MAP_CAPTIONS:
-        assert_caption(app, text)
+    assert_every_tab_shows(app, KERNEL_CAPTIONS, MAP_CAPTIONS)
 
     # Turning the input recomputes the rotated prediction; the upright one stays on screen as it
     # was, not even redrawn (AppTest keeps only what the last run drew), and a whole run shows it.
@@ -185,8 +204,7 @@ def test_an_empty_drawing_asks_for_a_digit(app, what):
     assert metrics(app) == {}  # no prediction
     assert any("Draw a digit on the black canvas" in info.value for info in app.info)
     assert not app.error
-    for text in KERNEL_CAPTIONS:  # the kernels do not need a digit
-        assert_caption(app, text)
+    assert_every_tab_shows(app, KERNEL_CAPTIONS)  # the kernels do not need a digit
 
 
 def test_without_mnist_the_canvas_and_kernels_still_work(app, tmp_path, monkeypatch):
@@ -199,8 +217,7 @@ def test_without_mnist_the_canvas_and_kernels_still_work(app, tmp_path, monkeypa
     assert any("No test images to show" in warning.value for warning in app.warning)
     assert any("is a file, not a directory" in warning.value for warning in app.warning)
     assert metrics(app) == {}
-    for text in KERNEL_CAPTIONS:
-        assert_caption(app, text)
+    assert_every_tab_shows(app, KERNEL_CAPTIONS)
 
     app.radio(key="inside_source").set_value("Draw a digit").run()
     app.session_state["canvas"] = canvas_state(vertical_stroke())
