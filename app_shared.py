@@ -403,6 +403,27 @@ def page_turns_problem() -> str | None:
     return _turns_problem
 
 
+_warm_up_started = threading.Event()
+
+
+def warm_up_in_background() -> None:
+    """Once per server process: import what a first training needs, on a low-priority thread.
+
+    torch's optimisers import torch._dynamo (some 900 modules, 2 s of the interpreter) when
+    the first is made. Imported by the first Train press instead, inside its page run,
+    it held every session's page still for those seconds.
+    """
+    if _warm_up_started.is_set():
+        return
+    _warm_up_started.set()
+
+    def warm_up() -> None:
+        with in_background():
+            import torch._dynamo  # noqa: F401
+
+    threading.Thread(target=warm_up, name="rotinv-warm-up", daemon=True).start()
+
+
 @contextmanager
 def step_aside() -> Iterator[None]:
     """Around long work in a page run (training, sweeping the test set): the other sessions go on meanwhile,

@@ -29,3 +29,4 @@ if problem := app_shared.page_turns_problem():
 with app_shared.page_turns().turn():
     app_shared.sidebar()
     page.run()
+app_shared.warm_up_in_background()  # after the first page, so that it never delays one

@@ -221,9 +221,11 @@ def seconds_here(config: TrainConfig, size: int) -> tuple[float, str]:
     in which precision ("auto" settled the way the training will settle it)."""
     # Timing needs only images of the right shape, not the 188 MB training set.
     images, labels = torch.rand(8 * config.batch_size, 1, 28, 28), torch.randint(0, 10, (8 * config.batch_size,))
-    choice = choose_precision(config, images, labels)
+    with app_shared.step_aside():  # a few dozen training steps: the other sessions are answered meanwhile
+        choice = choose_precision(config, images, labels)
+        seconds = estimate_seconds(config, images, labels, size, choice=choice)
     st.session_state[PRECISION_CHOICE] = (config, choice)
-    return estimate_seconds(config, images, labels, size, choice=choice), choice.reason
+    return seconds, choice.reason
 
 
 PRESET_BUTTONS = {

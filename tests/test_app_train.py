@@ -5,6 +5,8 @@ import copy
 import math
 import os
 import re
+import sys
+import threading
 
 import pytest
 
@@ -384,3 +386,22 @@ def test_the_session_model_cap_setting():
         training_limits({"ROTINV_MAX_SESSION_MODELS": "none"})
     assert kept_after_adding(["a", "b", "c"], 2) == (["b", "c"], ["a"])
     assert kept_after_adding(["a"], 2) == (["a"], [])
+
+
+def test_what_a_first_training_imports_is_warmed_up_once_per_process(monkeypatch):
+    started = []
+
+    class Recorder:
+        def __init__(self, target, name, daemon):
+            started.append(name)
+            self.target = target
+
+        def start(self):
+            self.target()  # here, at once: the import it does must work
+
+    monkeypatch.setattr(app_shared, "_warm_up_started", threading.Event())  # as in a fresh process
+    monkeypatch.setattr(app_shared.threading, "Thread", Recorder)
+    app_shared.warm_up_in_background()
+    app_shared.warm_up_in_background()  # every later page run: nothing more
+    assert started == ["rotinv-warm-up"]
+    assert "torch._dynamo" in sys.modules
