@@ -243,13 +243,25 @@ def kept(max_entries: int) -> Callable[[Callable], Callable]:
                     store.move_to_end(key)
                     return store[key]
             value = func(*args)  # outside the lock: two sessions may both make it, once each
+            put(key, value)
+            return value
+
+        def put(key: tuple, value: Any) -> None:
             with lock:
                 store[key] = value
                 while len(store) > max_entries:
                     store.popitem(last=False)
-            return value
 
-        wrapper.__wrapped__ = func
+        def holds(*args: Any) -> bool:
+            """Whether a result for these arguments is kept now."""
+            with lock:
+                return tuple(args[i] for i in keyed) in store
+
+        def keep(value: Any, *args: Any) -> None:
+            """Keep `value` as the result for these arguments, made some other way (a batch of them at once)."""
+            put(tuple(args[i] for i in keyed), value)
+
+        wrapper.__wrapped__, wrapper.holds, wrapper.keep = func, holds, keep
         return wrapper
 
     return decorate

@@ -25,6 +25,7 @@ INPUT_SCALE = 6  # the 28×28 input shown 168 px wide, whole pixels
 SCROLL_HEIGHT = 560  # pixels; taller pictures scroll inside a box of this height
 
 LENS_MODELS, LENS_LAYER = "lens_models", "lens_layer"
+LENS_ANGLES = (45, 90)  # the lens's table at two angles, whatever the slider says
 LAYER_TAB = "inside_layer_tab"  # which conv stage's tab is open (section 5)
 
 st.session_state.setdefault(ANGLE, 0)
@@ -76,9 +77,16 @@ def view(fingerprint: str, digest: str, degrees: int, turned_back: bool,
         "input_png": insp.to_png(insp.upscale_image(rotate_tensor(_image, degrees), scale=INPUT_SCALE)),
         "predicted": int(probabilities.argmax()),
         "probabilities": probabilities,
-        "maps": {layer: {"shape": tuple(tensor.shape), "png": insp.to_png(insp.feature_map_grid(tensor, width=460)),
-                         "raw": tensor.cpu().numpy()} for layer, tensor in maps.items()},
+        "maps": {layer: {"shape": tuple(tensor.shape), "tensor": tensor, "raw": tensor.cpu().numpy()}
+                 for layer, tensor in maps.items()},
     }
+
+
+@app_shared.kept(max_entries=256)
+def maps_png(fingerprint: str, digest: str, degrees: int, turned_back: bool, layer: str,
+             _maps: torch.Tensor) -> bytes:
+    """One stage's feature maps of view(...) as a grid, in PNG: made for the open tab only."""
+    return insp.to_png(insp.feature_map_grid(_maps, width=460))
 
 
 @app_shared.kept(max_entries=256)
@@ -124,7 +132,14 @@ if entry is None:
     st.warning("There is no model to look inside yet: train one on the Train page, or upload a .pt there.")
     st.stop()
 model = entry.model
-fingerprint = entry.fingerprint or f"id{id(model)}"
+
+
+def cache_key(candidate: app_shared.ModelEntry) -> str:
+    """What the caches know a model by: its weights' fingerprint (the object's id without one)."""
+    return candidate.fingerprint or f"id{id(candidate.model)}"
+
+
+fingerprint = cache_key(entry)
 layers = insp.conv_layer_names(model)
 
 
@@ -161,6 +176,18 @@ def digit_parts() -> list[str]:
             "inside_lens_angles"]
 
 
+def lens_default() -> list[str]:
+    """The models the lens compares until someone chooses: the shipped ones and the active one."""
+    return [candidate.key for candidate in app_shared.all_models()
+            if candidate.source == "shipped" or candidate.key == entry.key]
+
+
+def compared_models() -> list[app_shared.ModelEntry]:
+    """The models the lens measures: those chosen (lens_default() until then), and always the active one."""
+    chosen = st.session_state.get(LENS_MODELS, lens_default())
+    return [candidate for candidate in app_shared.all_models() if candidate.key in chosen or candidate.key == entry.key]
+
+
 @dataclass(frozen=True)
 class Digit:
     image: torch.Tensor  # as the model gets it, 28×28
@@ -192,7 +219,30 @@ def current_digit() -> Digit | None:
         return None
     digit = Digit(image, caption, insp.image_digest(image))
     st.session_state[KEPT_DIGIT] = (chosen, digit, split)
+    read_ahead(digit, (0, int(st.session_state[ANGLE]), *LENS_ANGLES))
     return digit
+
+
+def read_ahead(digit: Digit, angles: tuple[int, ...]) -> None:
+    """A new digit: every compared model's readings at `angles`, in one forward pass per model.
+
+    The parts that show a new digit need each model's reading of it upright, at the angle
+    chosen, and at 45° and 90° (the lens): twenty single passes, a third of the change.
+    """
+    for candidate in compared_models():
+        key = cache_key(candidate)
+        missing = [degrees for degrees in dict.fromkeys(angles)
+                   if not reading.holds(key, digit.digest, degrees, candidate.model, digit.image)]
+        if len(missing) > 1:
+            for degrees, seen in zip(missing, equivariance.read_turned_each(candidate.model, digit.image, missing)):
+                reading.keep(seen, key, digit.digest, degrees, candidate.model, digit.image)
+
+
+def view_angle(name: str) -> tuple[int, bool]:
+    """(degrees, turned back) of the view named "upright" or "rotated" (by the current angle)."""
+    if name == "upright":
+        return 0, False
+    return int(st.session_state[ANGLE]), bool(st.session_state.get(TURN_BACK, False))
 
 
 def current_view(name: str) -> dict | None:
@@ -200,10 +250,7 @@ def current_view(name: str) -> dict | None:
     digit = current_digit()
     if digit is None:
         return None
-    if name == "upright":
-        return view(fingerprint, digit.digest, 0, False, model, digit.image)
-    return view(fingerprint, digit.digest, int(st.session_state[ANGLE]), bool(st.session_state.get(TURN_BACK, False)),
-                model, digit.image)
+    return view(fingerprint, digit.digest, *view_angle(name), model, digit.image)
 
 
 # The four numbered sections in one row that wraps: side by side on a wide screen (the
@@ -376,7 +423,8 @@ def feature_maps(layer: str, name: str) -> None:
     else:
         turned = ", turned back" if st.session_state.get(TURN_BACK) else ""
         st.markdown(f"**{layer} feature maps, rotated {int(st.session_state[ANGLE])}°{turned}**")
-    st.image(shown["maps"][layer]["png"], alt=f"{layer} feature maps, {name}", output_format="PNG")
+    picture = maps_png(fingerprint, current_digit().digest, *view_angle(name), layer, shown["maps"][layer]["tensor"])
+    st.image(picture, alt=f"{layer} feature maps, {name}", output_format="PNG")
 
 
 def close_up(layer: str) -> None:
@@ -469,22 +517,10 @@ st.markdown(
 )
 
 
-def lens_default() -> list[str]:
-    """The models the lens compares until someone chooses: the shipped ones and the active one."""
-    return [candidate.key for candidate in app_shared.all_models()
-            if candidate.source == "shipped" or candidate.key == entry.key]
-
-
-def compared_models() -> list[app_shared.ModelEntry]:
-    """The models the lens measures: those chosen (lens_default() until then), and always the active one."""
-    chosen = st.session_state.get(LENS_MODELS, lens_default())
-    return [candidate for candidate in app_shared.all_models() if candidate.key in chosen or candidate.key == entry.key]
-
-
 def lens_table(digit: Digit, degrees: int) -> pd.DataFrame:
     """Every compared model's lens errors at `degrees`, one cached table per model."""
     rows = [row for candidate in compared_models()
-            for row in lens_errors(candidate.fingerprint or f"id{id(candidate.model)}", digit.digest, degrees,
+            for row in lens_errors(cache_key(candidate), digit.digest, degrees,
                                    app_shared.display_label(candidate), candidate.model, digit.image)]
     return pd.DataFrame(rows, columns=lens.COLUMNS)
 
@@ -524,7 +560,7 @@ def lens_at_two_angles() -> None:
         return
     st.markdown("**At 45° and at 90°**, whatever angle is chosen above: the largest error over the conv stages, "
                 "and the output's.")
-    both = lens.at_two_angles({angle: lens_table(digit, angle) for angle in (45, 90)})
+    both = lens.at_two_angles({angle: lens_table(digit, angle) for angle in LENS_ANGLES})
     st.dataframe(both, hide_index=True, width="stretch", key="inside_lens_two_angles",
                  column_config={"model": st.column_config.TextColumn("model", width=200),
                                 **{name: st.column_config.NumberColumn(name, format="%.3f")

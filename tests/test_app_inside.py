@@ -290,8 +290,10 @@ def test_the_lens_compares_every_shipped_model_at_a_quarter_turn(app):
     for key, label in SHIPPED_LABELS.items():
         model, _ = load_checkpoint(ROOT / "models" / f"{key.split(':')[1]}.pt")
         expected = lens.error_table([(label, model)], image, 90)
+        # Up to rounding: the page reads a new digit at its angles in one batched pass per model
+        # (rotinv.equivariance.read_turned_each), the library's table in single passes.
         for stage, error in zip(expected["stage"], expected["error"]):
-            assert shown[label][stage] == pytest.approx(error, rel=1e-6, abs=1e-9)
+            assert shown[label][stage] == pytest.approx(error, rel=1e-5, abs=1e-5)
     assert shown["LeNet-5 (upright training)"]["conv1"] > 0.5
     assert all(shown["LeNet-5 + rotation augmentation"][stage] > 0.5 for stage in ("conv1", "conv2", "conv3"))
     for built_for_it in ("C4-equivariant LeNet", "C4 CNN + rotation augmentation", "C8 CNN + rotation augmentation"):

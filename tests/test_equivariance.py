@@ -238,3 +238,22 @@ def test_a_shared_model_hooked_by_several_threads_captures_each_threads_own_pass
         thread.join(timeout=120)
     assert not failures, failures
     assert not any(module._forward_hooks for module in lenet.modules())
+
+
+def test_a_digit_read_at_several_angles_at_once_matches_one_pass_per_angle(digit, c4, lenet):
+    from rotinv.equivariance import read_turned, read_turned_each
+
+    angles = [0, 37, 45, 90]
+    for model in (lenet, c4):
+        together = read_turned_each(model, digit, angles)
+        assert len(together) == len(angles)
+        for degrees, batched in zip(angles, together):
+            alone = read_turned(model, digit, degrees)
+            assert batched.orientations == alone.orientations
+            assert batched.probabilities.shape == alone.probabilities.shape == (1, 10)
+            assert torch.allclose(batched.probabilities, alone.probabilities, atol=1e-5)
+            for name, maps in alone.maps.items():
+                assert batched.maps[name].shape == maps.shape
+                assert torch.allclose(batched.maps[name], maps, atol=1e-4, rtol=1e-5)
+    with pytest.raises(ValueError, match="one image"):
+        read_turned_each(lenet, digit.repeat(2, 1, 1, 1), angles)

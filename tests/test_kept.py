@@ -67,3 +67,15 @@ def test_a_function_defined_again_keeps_its_store_and_an_error_is_not_kept():
     except RuntimeError:
         pass
     assert fails_once(1) == 1 and attempts == [1, 1]
+
+
+def test_a_result_made_another_way_can_be_kept_and_is_then_found():
+    calls: list = []
+    square = make_counted(calls, max_entries=2)
+    assert not square.holds(4, "a", None)
+    square.keep({"square": 16, "batched": True}, 4, "a", object())  # the "_" argument is not part of the key
+    assert square.holds(4, "a", None)
+    assert square(4, "a", None) == {"square": 16, "batched": True} and calls == []
+    square.keep({"square": 25}, 5, "a", None)
+    square.keep({"square": 36}, 6, "a", None)  # the third: the oldest goes
+    assert not square.holds(4, "a", None) and square.holds(6, "a", None)
