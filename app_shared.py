@@ -415,25 +415,28 @@ def page_turns_problem() -> str | None:
     return _turns_problem
 
 
-_warm_up_started = threading.Event()
+_warm_up_lock = threading.Lock()
+_warm_up_thread: threading.Thread | None = None
 
 
-def warm_up_in_background() -> None:
+def warm_up_in_background() -> threading.Thread:
     """Once per server process: import what a first training needs, on a low-priority thread.
 
     torch's optimisers import torch._dynamo (some 900 modules, 2 s of the interpreter) when
     the first is made. Imported by the first Train press instead, inside its page run,
-    it held every session's page still for those seconds.
+    it held every session's page still for those seconds. Returns the thread (the same one
+    at every later call).
     """
-    if _warm_up_started.is_set():
-        return
-    _warm_up_started.set()
+    global _warm_up_thread
+    with _warm_up_lock:  # two first visitors at once start one thread
+        if _warm_up_thread is None:
+            def warm_up() -> None:
+                with in_background():
+                    import torch._dynamo  # noqa: F401
 
-    def warm_up() -> None:
-        with in_background():
-            import torch._dynamo  # noqa: F401
-
-    threading.Thread(target=warm_up, name="rotinv-warm-up", daemon=True).start()
+            _warm_up_thread = threading.Thread(target=warm_up, name="rotinv-warm-up", daemon=True)
+            _warm_up_thread.start()
+        return _warm_up_thread
 
 
 @contextmanager

@@ -6,7 +6,6 @@ import math
 import os
 import re
 import sys
-import threading
 
 import pytest
 
@@ -389,19 +388,10 @@ def test_the_session_model_cap_setting():
 
 
 def test_what_a_first_training_imports_is_warmed_up_once_per_process(monkeypatch):
-    started = []
-
-    class Recorder:
-        def __init__(self, target, name, daemon):
-            started.append(name)
-            self.target = target
-
-        def start(self):
-            self.target()  # here, at once: the import it does must work
-
-    monkeypatch.setattr(app_shared, "_warm_up_started", threading.Event())  # as in a fresh process
-    monkeypatch.setattr(app_shared.threading, "Thread", Recorder)
-    app_shared.warm_up_in_background()
-    app_shared.warm_up_in_background()  # every later page run: nothing more
-    assert started == ["rotinv-warm-up"]
+    monkeypatch.setattr(app_shared, "_warm_up_thread", None)  # as in a fresh process
+    first = app_shared.warm_up_in_background()
+    assert app_shared.warm_up_in_background() is first  # every later page run: nothing more
+    assert first.name == "rotinv-warm-up" and first.daemon
+    first.join(60)
+    assert not first.is_alive()
     assert "torch._dynamo" in sys.modules
